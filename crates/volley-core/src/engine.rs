@@ -1,0 +1,831 @@
+//! The run engine: plan → submit → poll → collect → re-plan, until every request has a result.
+//!
+//! Each open batch is driven by its own task, so provider batches run concurrently and a batch
+//! that finishes frees room for the next at once (no waves). Every step is stored before its
+//! side effect: `begin_submit` before the create call, `confirm_submit` after it. A process
+//! killed anywhere resumes by calling [`Engine::drive`] again: planned batches are submitted,
+//! `submitting` ones are first looked for at the provider, `submitted` ones are polled.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use volley_types::{
+    BatchState, Counts, ErrorInfo, ErrorKind, Mode, ProviderKind, ResultLine, ResultStatus,
+    RunState,
+};
+
+use crate::catalog::Catalog;
+use crate::events::{Event, EventSink};
+use crate::plan::{Packed, Packer};
+use crate::poll::{PollPolicy, Poller};
+use crate::provider::{
+    BatchLimits, BatchProvider, ItemResult, Providers, RemoteBatch, RemotePhase, Submission,
+    SubmissionHint, SubmissionItem,
+};
+use crate::retry::RetryPolicy;
+use crate::run_id::batch_id;
+use crate::store::{BatchItem, BatchRecord, Group, NewBatch, Outcome, Store};
+use crate::{ProviderError, StoreError};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Poll interval bounds.
+    pub poll: PollPolicy,
+    /// Lower the providers' per-batch request limit (smaller batches finish sooner).
+    pub max_batch_requests: Option<u64>,
+    /// Most batches in flight per provider.
+    pub max_open_batches_per_provider: usize,
+    /// Back-off for a batch whose step failed transiently.
+    pub retry: RetryPolicy,
+    /// Outcomes per store transaction while collecting.
+    pub collect_chunk: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            poll: PollPolicy::default(),
+            max_batch_requests: None,
+            max_open_batches_per_provider: 16,
+            retry: RetryPolicy {
+                max_retries: u32::MAX,
+                ..RetryPolicy::default()
+            },
+            collect_chunk: 5_000,
+        }
+    }
+}
+
+/// How a call to [`Engine::drive`] ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RunEnd {
+    /// Every request has a result line.
+    Completed {
+        /// Final counts.
+        counts: Counts,
+        /// Total cost, USD.
+        cost_usd: f64,
+    },
+    /// Shut down on request; `drive` again to continue.
+    Interrupted {
+        /// Counts so far.
+        counts: Counts,
+        /// Cost so far, USD.
+        cost_usd: f64,
+    },
+}
+
+/// Why a run stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A provider refused in a way no retry fixes (a rejected key, say).
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Requests need a provider that is not configured.
+    #[error("requests need {0}, which is not configured (set its API key, or use --simulate)")]
+    MissingProvider(ProviderKind),
+    /// No such run.
+    #[error("no run `{0}` in the store")]
+    UnknownRun(String),
+}
+
+/// The outcome of one batch task, when it did not finish its job.
+#[derive(Debug)]
+enum BatchError {
+    /// Try this batch again after a pause.
+    Transient(String),
+    /// Stop the run.
+    Fatal(EngineError),
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        Self::Fatal(e.into())
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    providers: Providers,
+    catalog: Arc<Catalog>,
+    config: EngineConfig,
+    events: Option<EventSink>,
+}
+
+/// Drives runs to completion.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine over a store and providers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Providers,
+        catalog: Arc<Catalog>,
+        config: EngineConfig,
+        events: Option<EventSink>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                providers,
+                catalog,
+                config,
+                events,
+            }),
+        }
+    }
+
+    /// Runs `run_id` until every request has a result, or until `shutdown` fires (then the
+    /// remote batches keep running and a later `drive` picks them up).
+    pub async fn drive(
+        &self,
+        run_id: &str,
+        shutdown: CancellationToken,
+    ) -> Result<RunEnd, EngineError> {
+        let inner = &self.inner;
+        let store = &inner.store;
+        let run = store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
+        let run_id = run.id.as_str();
+        store.set_run_state(run_id, RunState::Running).await?;
+
+        let mut tasks: JoinSet<(String, Result<(), BatchError>)> = JoinSet::new();
+        let mut active: HashMap<String, ProviderKind> = HashMap::new();
+        let mut not_before: HashMap<String, (Instant, u32)> = HashMap::new();
+        let mut next_batch = store.batch_count(run_id).await? + 1;
+
+        let result = loop {
+            if !shutdown.is_cancelled() {
+                next_batch = self.plan(run_id, next_batch).await?;
+                let max_attempts = run.options.max_attempts.max(1);
+                self.spawn_ready(run_id, &mut tasks, &mut active, &not_before, max_attempts, &shutdown)
+                    .await?;
+            }
+            if tasks.is_empty() {
+                if shutdown.is_cancelled() {
+                    break RunState::Interrupted;
+                }
+                if store.counts(run_id).await?.pending == 0 {
+                    break RunState::Completed;
+                }
+            }
+            let wake = not_before
+                .values()
+                .map(|(at, _)| *at)
+                .min()
+                .unwrap_or_else(|| Instant::now() + inner.config.poll.max);
+            tokio::select! {
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    let (batch, outcome) = joined.expect("batch tasks do not panic");
+                    active.remove(&batch);
+                    match outcome {
+                        Ok(()) => { not_before.remove(&batch); }
+                        Err(BatchError::Transient(message)) => {
+                            let tries = not_before.get(&batch).map_or(0, |(_, n)| *n);
+                            let delay = inner.config.retry.delay(tries, None)
+                                .max(inner.config.poll.initial);
+                            self.emit(Event::Warning(format!(
+                                "batch {batch}: {message}; trying again in {:.1}s",
+                                delay.as_secs_f64()
+                            )));
+                            not_before.insert(batch, (Instant::now() + delay, tries + 1));
+                        }
+                        Err(BatchError::Fatal(e)) => {
+                            tasks.shutdown().await;
+                            store.set_run_state(run_id, RunState::Failed).await?;
+                            return Err(e);
+                        }
+                    }
+                }
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+                () = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
+                    not_before.retain(|_, (at, _)| *at > now);
+                }
+            }
+        };
+
+        store.set_run_state(run_id, result).await?;
+        let counts = store.counts(run_id).await?;
+        let cost_usd = store.run_cost(run_id).await?;
+        self.emit(Event::Progress(counts));
+        Ok(match result {
+            RunState::Completed => RunEnd::Completed { counts, cost_usd },
+            _ => RunEnd::Interrupted { counts, cost_usd },
+        })
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(sink) = &self.inner.events {
+            sink(event);
+        }
+    }
+
+    /// Packs every pending request into planned batches; returns the next batch number.
+    async fn plan(&self, run_id: &str, mut next_batch: u64) -> Result<u64, EngineError> {
+        const PAGE: u64 = 10_000;
+        let store = &self.inner.store;
+        for group in store.pending_groups(run_id).await? {
+            if self.inner.providers.get(group.provider).is_none() {
+                return Err(EngineError::MissingProvider(group.provider));
+            }
+            let settings = self.inner.catalog.provider(group.provider);
+            let limits = BatchLimits {
+                max_requests: settings.max_requests_per_batch,
+                max_bytes: settings.max_bytes_per_batch,
+            };
+            let mut packer = Packer::new(limits, self.inner.config.max_batch_requests);
+            let mut closed: Vec<Packed> = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.pending_requests(run_id, &group, after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.seq);
+                closed.extend(page.into_iter().filter_map(|p| packer.push(p)));
+                for packed in closed.drain(..) {
+                    next_batch = self.create_batch(run_id, &group, packed, next_batch).await?;
+                }
+            }
+            if let Some(packed) = packer.finish() {
+                next_batch = self.create_batch(run_id, &group, packed, next_batch).await?;
+            }
+        }
+        Ok(next_batch)
+    }
+
+    async fn create_batch(
+        &self,
+        run_id: &str,
+        group: &Group,
+        packed: Packed,
+        n: u64,
+    ) -> Result<u64, EngineError> {
+        let id = batch_id(run_id, n);
+        let requests = self
+            .inner
+            .store
+            .create_batch(&NewBatch {
+                id: id.clone(),
+                run_id: run_id.to_owned(),
+                group: group.clone(),
+                first_seq: packed.first_seq,
+                last_seq: packed.last_seq,
+            })
+            .await?;
+        self.emit(Event::BatchPlanned {
+            batch_id: id,
+            provider: group.provider,
+            model: group.model.clone(),
+            requests,
+        });
+        Ok(n + 1)
+    }
+
+    /// Starts a task for every open batch that has none, within the per-provider cap.
+    async fn spawn_ready(
+        &self,
+        run_id: &str,
+        tasks: &mut JoinSet<(String, Result<(), BatchError>)>,
+        active: &mut HashMap<String, ProviderKind>,
+        not_before: &HashMap<String, (Instant, u32)>,
+        max_attempts: u32,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let now = Instant::now();
+        let batches = self.inner.store.batches(run_id).await?;
+        // Batches already at the provider count against the cap first, so a restart never
+        // submits more than the cap while older batches are still running.
+        let mut in_flight: HashMap<ProviderKind, usize> = HashMap::new();
+        for b in &batches {
+            if matches!(b.state, BatchState::Submitting | BatchState::Submitted) {
+                *in_flight.entry(b.group.provider).or_default() += 1;
+            }
+        }
+        for batch in batches {
+            if !batch.state.is_open()
+                || active.contains_key(&batch.id)
+                || not_before.get(&batch.id).is_some_and(|(at, _)| *at > now)
+            {
+                continue;
+            }
+            if batch.state == BatchState::Planned {
+                let count = in_flight.entry(batch.group.provider).or_default();
+                if *count >= self.inner.config.max_open_batches_per_provider {
+                    continue;
+                }
+                *count += 1;
+            }
+            let provider = self
+                .inner
+                .providers
+                .get(batch.group.provider)
+                .cloned()
+                .ok_or(EngineError::MissingProvider(batch.group.provider))?;
+            active.insert(batch.id.clone(), batch.group.provider);
+            let engine = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let id = batch.id.clone();
+                let outcome = engine
+                    .drive_batch(provider, batch, max_attempts, shutdown)
+                    .await;
+                (id, outcome)
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes one batch as far as it can go: submit (or find again), poll, collect.
+    async fn drive_batch(
+        &self,
+        provider: Arc<dyn BatchProvider>,
+        batch: BatchRecord,
+        max_attempts: u32,
+        shutdown: CancellationToken,
+    ) -> Result<(), BatchError> {
+        let store = &self.inner.store;
+        let mut items = store.batch_items(&batch.id).await?;
+        let remote = match batch.state {
+            BatchState::Planned => {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                match self.submit(provider.as_ref(), &batch, &mut items).await? {
+                    Some(remote) => remote,
+                    None => return Ok(()),
+                }
+            }
+            BatchState::Submitting => {
+                match self.reconcile(provider.as_ref(), &batch, &items).await? {
+                    Some(remote) => remote,
+                    None if shutdown.is_cancelled() => return Ok(()),
+                    None => match self.submit(provider.as_ref(), &batch, &mut items).await? {
+                        Some(remote) => remote,
+                        None => return Ok(()),
+                    },
+                }
+            }
+            BatchState::Submitted => {
+                let id = batch
+                    .provider_batch_id
+                    .as_deref()
+                    .ok_or_else(|| StoreError::Corrupt(format!("batch {} has no remote id", batch.id)))?;
+                polled(id, provider.poll(id).await).map_err(classify)?
+            }
+            BatchState::Collected | BatchState::Rejected => return Ok(()),
+        };
+        let Some(remote) = self
+            .wait_until_ended(provider.as_ref(), &batch, remote, &shutdown)
+            .await?
+        else {
+            return Ok(());
+        };
+        if let RemotePhase::Failed(message) = &remote.phase {
+            let error = ErrorInfo {
+                kind: ErrorKind::Server,
+                message: format!("the provider failed batch {}: {message}", remote.id),
+                provider_status: None,
+            };
+            let outcomes: Vec<Outcome> = items
+                .iter()
+                .map(|item| {
+                    self.decide(&batch, item, ItemResult::Errored(error.clone()), &remote, max_attempts)
+                })
+                .collect();
+            store.record_outcomes(&batch.id, &outcomes).await?;
+            store.close_batch(&batch.id, BatchState::Rejected).await?;
+            self.release(provider.as_ref(), &remote).await;
+            return Ok(());
+        }
+        self.collect(provider.as_ref(), &batch, &items, &remote, max_attempts)
+            .await?;
+        self.release(provider.as_ref(), &remote).await;
+        Ok(())
+    }
+
+    /// Records the intent, creates the batch, records the id. `None`: the provider rejected
+    /// the batch for good and its items now have result lines.
+    async fn submit(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        items: &mut [BatchItem],
+    ) -> Result<Option<RemoteBatch>, BatchError> {
+        let store = &self.inner.store;
+        let submission_items: Vec<SubmissionItem> = items
+            .iter()
+            .map(|i| SubmissionItem {
+                custom_id: i.custom_id.clone(),
+                request: i.request.clone(),
+            })
+            .collect();
+        store.begin_submit(&batch.id, Timestamp::now()).await?;
+        let created = provider
+            .submit(Submission {
+                batch_id: &batch.id,
+                run_id: &batch.run_id,
+                model: &batch.group.model,
+                items: &submission_items,
+            })
+            .await;
+        match created {
+            Ok(remote) => {
+                store
+                    .confirm_submit(&batch.id, &remote.id, &remote.provider_status)
+                    .await?;
+                for item in items.iter_mut() {
+                    item.attempts += 1;
+                }
+                self.emit(Event::BatchSubmitted {
+                    batch_id: batch.id.clone(),
+                    provider_batch_id: remote.id.clone(),
+                });
+                Ok(Some(remote))
+            }
+            Err(e) if e.is_auth() => {
+                store.abort_submit(&batch.id).await?;
+                Err(BatchError::Fatal(e.into()))
+            }
+            Err(e) if e.had_no_effect() && e.is_retryable() => {
+                store.abort_submit(&batch.id).await?;
+                Err(BatchError::Transient(e.to_string()))
+            }
+            Err(e) if e.had_no_effect() => {
+                // The provider refused the batch itself (too large, malformed): no retry can
+                // help, so every item gets a failed line naming the provider's reason.
+                let info = e.to_info();
+                let outcomes: Vec<Outcome> = items
+                    .iter()
+                    .map(|item| {
+                        let mut item = item.clone();
+                        item.attempts += 1;
+                        self.final_line(batch, &item, ResultStatus::Failed, None, Some(info.clone()))
+                    })
+                    .collect();
+                store.record_outcomes(&batch.id, &outcomes).await?;
+                store.close_batch(&batch.id, BatchState::Rejected).await?;
+                self.emit(Event::Warning(format!("batch {} rejected: {e}", batch.id)));
+                Ok(None)
+            }
+            // No answer: the provider may have created it. The intent stays; the next round
+            // looks for the batch before submitting again.
+            Err(e) => Err(BatchError::Transient(e.to_string())),
+        }
+    }
+
+    /// A `submitting` batch after a crash or a lost answer: find it at the provider, or
+    /// conclude it was never created (then the intent is dropped and it is planned again).
+    async fn reconcile(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        items: &[BatchItem],
+    ) -> Result<Option<RemoteBatch>, BatchError> {
+        let store = &self.inner.store;
+        let known = store.remote_ids(batch.group.provider).await?;
+        let started_at = batch.submit_started_at.unwrap_or_else(Timestamp::now);
+        let found = provider
+            .find_submitted(SubmissionHint {
+                batch_id: &batch.id,
+                run_id: &batch.run_id,
+                request_count: items.len() as u64,
+                started_at,
+                known_remote_ids: &known,
+            })
+            .await
+            .map_err(classify)?;
+        match found {
+            Some(remote) => {
+                store
+                    .confirm_submit(&batch.id, &remote.id, &remote.provider_status)
+                    .await?;
+                self.emit(Event::BatchReattached {
+                    batch_id: batch.id.clone(),
+                    provider_batch_id: remote.id.clone(),
+                });
+                Ok(Some(remote))
+            }
+            None => {
+                store.abort_submit(&batch.id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Polls until the batch ends; `None` if shut down first.
+    async fn wait_until_ended(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        mut remote: RemoteBatch,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<RemoteBatch>, BatchError> {
+        let mut poller = Poller::new(self.inner.config.poll);
+        let mut last_status = batch.provider_status.clone();
+        let mut failures = 0;
+        loop {
+            if last_status.as_deref() != Some(remote.provider_status.as_str()) {
+                self.inner
+                    .store
+                    .set_provider_status(&batch.id, &remote.provider_status)
+                    .await?;
+                self.emit(Event::BatchStatus {
+                    batch_id: batch.id.clone(),
+                    status: remote.provider_status.clone(),
+                });
+                last_status = Some(remote.provider_status.clone());
+            }
+            if matches!(remote.phase, RemotePhase::Ended | RemotePhase::Failed(_)) {
+                return Ok(Some(remote));
+            }
+            let wait = poller.next_interval(&remote.provider_status);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return Ok(None),
+            }
+            match polled(&remote.id, provider.poll(&remote.id).await) {
+                Ok(next) => {
+                    remote = next;
+                    failures = 0;
+                }
+                Err(e) if e.is_retryable() && failures < 20 => {
+                    failures += 1;
+                    self.emit(Event::Warning(format!("polling batch {}: {e}", batch.id)));
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+    }
+
+    /// Streams the results into the store; items missing from them are retried.
+    async fn collect(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        items: &[BatchItem],
+        remote: &RemoteBatch,
+        max_attempts: u32,
+    ) -> Result<(), BatchError> {
+        let store = &self.inner.store;
+        let by_custom_id: HashMap<&str, &BatchItem> =
+            items.iter().map(|i| (i.custom_id.as_str(), i)).collect();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
+        let mut stream = provider.results(remote).await.map_err(classify)?;
+        let mut chunk = Vec::with_capacity(self.inner.config.collect_chunk);
+        let (mut finished, mut retried) = (0u64, 0u64);
+        let mut tally = |outcome: &Outcome| match outcome {
+            Outcome::Final { .. } => finished += 1,
+            Outcome::Retry { .. } => retried += 1,
+        };
+        while let Some(line) = stream.next().await {
+            let outcome = match line {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_retryable() => return Err(BatchError::Transient(e.to_string())),
+                Err(e) => {
+                    self.emit(Event::Warning(format!("batch {}: skipped a result line: {e}", batch.id)));
+                    continue;
+                }
+            };
+            let Some((&custom_id, item)) = by_custom_id.get_key_value(outcome.custom_id.as_str())
+            else {
+                self.emit(Event::Warning(format!(
+                    "batch {}: result for unknown id `{}` ignored",
+                    batch.id, outcome.custom_id
+                )));
+                continue;
+            };
+            if !seen.insert(custom_id) {
+                continue;
+            }
+            let decided = self.decide(batch, item, outcome.result, remote, max_attempts);
+            tally(&decided);
+            chunk.push(decided);
+            if chunk.len() >= self.inner.config.collect_chunk {
+                store.record_outcomes(&batch.id, &chunk).await?;
+                chunk.clear();
+            }
+        }
+        for item in items.iter().filter(|i| !seen.contains(i.custom_id.as_str())) {
+            let missing = ItemResult::Errored(ErrorInfo {
+                kind: ErrorKind::Protocol,
+                message: format!("missing from the results of batch {}", remote.id),
+                provider_status: None,
+            });
+            let decided = self.decide_missing(batch, item, missing, remote, max_attempts);
+            tally(&decided);
+            chunk.push(decided);
+        }
+        store.record_outcomes(&batch.id, &chunk).await?;
+        store.close_batch(&batch.id, BatchState::Collected).await?;
+        let cost_usd = store
+            .batches(&batch.run_id)
+            .await?
+            .into_iter()
+            .find(|b| b.id == batch.id)
+            .map_or(0.0, |b| b.cost_usd);
+        self.emit(Event::BatchCollected {
+            batch_id: batch.id.clone(),
+            finished,
+            retried,
+            cost_usd,
+        });
+        self.emit(Event::Progress(store.counts(&batch.run_id).await?));
+        Ok(())
+    }
+
+    async fn release(&self, provider: &dyn BatchProvider, remote: &RemoteBatch) {
+        if let Err(e) = provider.release(remote).await {
+            self.emit(Event::Warning(format!(
+                "could not delete the files of batch {}: {e} (`volley cleanup` retries)",
+                remote.id
+            )));
+        }
+    }
+
+    /// What to do with one item's result: a final line, or another attempt.
+    fn decide(
+        &self,
+        batch: &BatchRecord,
+        item: &BatchItem,
+        result: ItemResult,
+        remote: &RemoteBatch,
+        max_attempts: u32,
+    ) -> Outcome {
+        let can_retry = item.attempts < max_attempts;
+        match result {
+            ItemResult::Succeeded {
+                text,
+                citations,
+                usage,
+                ..
+            } => {
+                let cost = self.inner.catalog.cost(
+                    batch.group.provider,
+                    &batch.group.model,
+                    &usage,
+                    Mode::Batch,
+                );
+                let (parsed, status, error) = match &item.request.schema {
+                    None => (None, ResultStatus::Succeeded, None),
+                    Some(_) => match serde_json::from_str(&text) {
+                        Ok(value) => (Some(value), ResultStatus::Succeeded, None),
+                        Err(e) => (
+                            None,
+                            ResultStatus::Failed,
+                            Some(ErrorInfo {
+                                kind: ErrorKind::InvalidOutput,
+                                message: format!("the answer is not valid JSON: {e}"),
+                                provider_status: None,
+                            }),
+                        ),
+                    },
+                };
+                let line = ResultLine {
+                    id: item.request.id.clone(),
+                    status,
+                    provider: batch.group.provider,
+                    model: batch.group.model.clone(),
+                    mode: Mode::Batch,
+                    text: Some(text),
+                    parsed,
+                    citations,
+                    usage,
+                    cost_usd: cost,
+                    attempts: item.attempts,
+                    provider_batch_id: Some(remote.id.clone()),
+                    error,
+                    metadata: item.request.metadata.clone(),
+                };
+                Outcome::Final {
+                    seq: item.seq,
+                    attempt: item.attempts,
+                    status,
+                    cost_usd: cost,
+                    line: serde_json::to_string(&line).expect("result lines serialize"),
+                }
+            }
+            ItemResult::Errored(info) if info.kind.is_transient() && can_retry => {
+                retry(item, &info)
+            }
+            ItemResult::Errored(info) => {
+                self.final_line(batch, item, ResultStatus::Failed, Some(remote), Some(info))
+            }
+            ItemResult::Expired => {
+                let info = ErrorInfo {
+                    kind: ErrorKind::Expired,
+                    message: "the batch window passed before this request ran".into(),
+                    provider_status: None,
+                };
+                if can_retry {
+                    retry(item, &info)
+                } else {
+                    self.final_line(batch, item, ResultStatus::Expired, Some(remote), Some(info))
+                }
+            }
+            ItemResult::Canceled => {
+                let info = ErrorInfo {
+                    kind: ErrorKind::Canceled,
+                    message: "canceled before it ran".into(),
+                    provider_status: None,
+                };
+                self.final_line(batch, item, ResultStatus::Canceled, Some(remote), Some(info))
+            }
+        }
+    }
+
+    /// Like [`Engine::decide`] for an item the provider never reported.
+    fn decide_missing(
+        &self,
+        batch: &BatchRecord,
+        item: &BatchItem,
+        result: ItemResult,
+        remote: &RemoteBatch,
+        max_attempts: u32,
+    ) -> Outcome {
+        match (&result, item.attempts < max_attempts) {
+            (ItemResult::Errored(info), true) => retry(item, info),
+            _ => self.decide(batch, item, result, remote, max_attempts),
+        }
+    }
+
+    /// A result line with no answer.
+    fn final_line(
+        &self,
+        batch: &BatchRecord,
+        item: &BatchItem,
+        status: ResultStatus,
+        remote: Option<&RemoteBatch>,
+        error: Option<ErrorInfo>,
+    ) -> Outcome {
+        let line = ResultLine {
+            id: item.request.id.clone(),
+            status,
+            provider: batch.group.provider,
+            model: batch.group.model.clone(),
+            mode: Mode::Batch,
+            text: None,
+            parsed: None,
+            citations: Vec::new(),
+            usage: Default::default(),
+            cost_usd: 0.0,
+            attempts: item.attempts,
+            provider_batch_id: remote.map(|r| r.id.clone()),
+            error,
+            metadata: item.request.metadata.clone(),
+        };
+        Outcome::Final {
+            seq: item.seq,
+            attempt: item.attempts,
+            status,
+            cost_usd: 0.0,
+            line: serde_json::to_string(&line).expect("result lines serialize"),
+        }
+    }
+}
+
+fn retry(item: &BatchItem, info: &ErrorInfo) -> Outcome {
+    Outcome::Retry {
+        seq: item.seq,
+        attempt: item.attempts,
+        error: serde_json::to_string(info).expect("errors serialize"),
+    }
+}
+
+/// Transient provider errors pause the batch; the rest stop the run.
+fn classify(e: ProviderError) -> BatchError {
+    if e.is_retryable() {
+        BatchError::Transient(e.to_string())
+    } else {
+        BatchError::Fatal(e.into())
+    }
+}
+
+/// A poll answer; a batch the provider no longer knows is treated as failed remotely, so its
+/// items are retried instead of being polled forever.
+fn polled(id: &str, answer: Result<RemoteBatch, ProviderError>) -> Result<RemoteBatch, ProviderError> {
+    match answer {
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(RemoteBatch {
+            id: id.to_owned(),
+            phase: RemotePhase::Failed(format!("the provider no longer knows this batch ({e})")),
+            provider_status: "not_found".into(),
+            request_count: None,
+            results_locator: None,
+            owned_files: Vec::new(),
+        }),
+        other => other,
+    }
+}
+

@@ -1,0 +1,99 @@
+//! The import stage: a validated input file into the store, streamed in chunks.
+//!
+//! Parsing runs on a blocking thread and store writes on the async side, so the two overlap
+//! and memory holds only a couple of chunks whatever the input size.
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::catalog::Catalog;
+use crate::estimate;
+use crate::input::{InputError, InputOptions, InputReader};
+use crate::provider::{Providers, SubmissionItem};
+use crate::store::{NewRequest, Store};
+use crate::StoreError;
+
+const CHUNK: usize = 2_000;
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input is invalid (or changed since it was validated).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Imports every request of `path` into run `run_id` (already created); returns the count.
+pub async fn import(
+    store: &dyn Store,
+    catalog: Arc<Catalog>,
+    providers: Providers,
+    path: PathBuf,
+    options: InputOptions,
+    run_id: &str,
+) -> Result<u64, ImportError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<NewRequest>, InputError>>(2);
+    let reader = tokio::task::spawn_blocking(move || {
+        let options = InputOptions {
+            load_files: true,
+            ..options
+        };
+        let reader = match InputReader::open(&path, &catalog, options) {
+            Ok(reader) => reader,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for (seq, item) in reader.enumerate() {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            let submission = SubmissionItem {
+                custom_id: item.custom_id,
+                request: item.request,
+            };
+            let wire_bytes = providers.get(item.provider).map_or_else(
+                || serde_json::to_vec(&submission.request).map_or(0, |v| v.len() as u64),
+                |p| p.wire_size(&submission),
+            );
+            chunk.push(NewRequest {
+                seq: seq as u64,
+                est_input_tokens: estimate::input_tokens(&submission.request),
+                custom_id: submission.custom_id,
+                provider: item.provider,
+                request: submission.request,
+                wire_bytes,
+            });
+            if chunk.len() == CHUNK
+                && tx
+                    .blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    let mut total = 0;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk?;
+        total += chunk.len() as u64;
+        store.insert_requests(run_id, &chunk).await?;
+    }
+    // The reader only ends early by sending an error, which was returned above.
+    let _ = reader.await;
+    store.finish_import(run_id).await?;
+    Ok(total)
+}

@@ -1,0 +1,137 @@
+//! The planner: packs pending requests of one provider and model into batches that respect the
+//! provider's limits. It sees requests one at a time, so memory does not grow with the input.
+use crate::provider::BatchLimits;
+use crate::store::PendingRequest;
+
+/// Share of the byte limit the planner fills: the envelope and our size estimates are not exact.
+const BYTE_HEADROOM: f64 = 0.95;
+
+/// A batch the packer closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packed {
+    /// First request's seq.
+    pub first_seq: u64,
+    /// Last request's seq.
+    pub last_seq: u64,
+    /// Requests in it.
+    pub requests: u64,
+    /// Bytes of its items.
+    pub bytes: u64,
+}
+
+/// Packs requests, in seq order, into batches.
+#[derive(Debug, Clone)]
+pub struct Packer {
+    max_requests: u64,
+    max_bytes: u64,
+    open: Option<Packed>,
+}
+
+impl Packer {
+    /// A packer for these limits. `max_requests` may be lowered by the user, never raised.
+    pub fn new(limits: BatchLimits, max_requests: Option<u64>) -> Self {
+        Self {
+            max_requests: max_requests
+                .map_or(limits.max_requests, |m| m.min(limits.max_requests))
+                .max(1),
+            max_bytes: (limits.max_bytes as f64 * BYTE_HEADROOM) as u64,
+            open: None,
+        }
+    }
+
+    /// Adds a request; returns the batch it closed, if adding it did not fit.
+    ///
+    /// A single request larger than the byte limit still gets a batch of its own: the provider's
+    /// answer (413) then names the problem precisely.
+    pub fn push(&mut self, request: PendingRequest) -> Option<Packed> {
+        if let Some(open) = &mut self.open {
+            if open.requests < self.max_requests && open.bytes + request.wire_bytes <= self.max_bytes
+            {
+                open.last_seq = request.seq;
+                open.requests += 1;
+                open.bytes += request.wire_bytes;
+                return None;
+            }
+        }
+        self.open.replace(Packed {
+            first_seq: request.seq,
+            last_seq: request.seq,
+            requests: 1,
+            bytes: request.wire_bytes,
+        })
+    }
+
+    /// Closes the last batch.
+    pub fn finish(self) -> Option<Packed> {
+        self.open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn req(seq: u64, wire_bytes: u64) -> PendingRequest {
+        PendingRequest {
+            seq,
+            wire_bytes,
+            est_input_tokens: 1,
+            max_tokens: 1,
+        }
+    }
+
+    fn pack(limits: BatchLimits, cap: Option<u64>, sizes: &[u64]) -> Vec<Packed> {
+        let mut packer = Packer::new(limits, cap);
+        let mut out: Vec<Packed> = sizes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| packer.push(req(i as u64, *s)))
+            .collect();
+        out.extend(packer.finish());
+        out
+    }
+
+    #[test]
+    fn splits_on_request_count() {
+        let limits = BatchLimits { max_requests: 2, max_bytes: 1_000 };
+        let batches = pack(limits, None, &[1, 1, 1, 1, 1]);
+        assert_eq!(batches.iter().map(|b| b.requests).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!((batches[1].first_seq, batches[1].last_seq), (2, 3));
+    }
+
+    #[test]
+    fn user_cap_only_lowers() {
+        let limits = BatchLimits { max_requests: 3, max_bytes: 1_000 };
+        assert_eq!(pack(limits, Some(10), &[1; 6]).len(), 2);
+        assert_eq!(pack(limits, Some(1), &[1; 6]).len(), 6);
+    }
+
+    #[test]
+    fn oversize_request_gets_its_own_batch() {
+        let limits = BatchLimits { max_requests: 10, max_bytes: 100 };
+        let batches = pack(limits, None, &[10, 500, 10]);
+        assert_eq!(batches.iter().map(|b| b.requests).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+
+    proptest! {
+        #[test]
+        fn every_request_in_exactly_one_batch_within_limits(
+            sizes in proptest::collection::vec(1u64..400, 0..300),
+            max_requests in 1u64..50,
+            max_bytes in 400u64..5_000,
+        ) {
+            let limits = BatchLimits { max_requests, max_bytes };
+            let batches = pack(limits, None, &sizes);
+            let mut next = 0;
+            for b in &batches {
+                prop_assert_eq!(b.first_seq, next);
+                prop_assert_eq!(b.last_seq - b.first_seq + 1, b.requests);
+                prop_assert!(b.requests <= max_requests);
+                prop_assert!(b.requests == 1 || b.bytes <= max_bytes);
+                next = b.last_seq + 1;
+            }
+            prop_assert_eq!(next, sizes.len() as u64);
+        }
+    }
+}
