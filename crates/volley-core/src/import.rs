@@ -2,14 +2,13 @@
 //!
 //! Parsing runs on a blocking thread and store writes on the async side, so the two overlap
 //! and memory holds only a couple of chunks whatever the input size.
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::estimate;
-use crate::input::{InputError, InputOptions, InputReader};
+use crate::input::{InputError, InputOptions, InputSource};
 use crate::provider::{Providers, SubmissionItem};
 use crate::store::{NewRequest, Store};
 use crate::StoreError;
@@ -27,12 +26,12 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Imports every request of `path` into run `run_id` (already created); returns the count.
+/// Imports every request of `source` into run `run_id` (already created); returns the count.
 pub async fn import(
     store: &dyn Store,
     catalog: Arc<Catalog>,
     providers: Providers,
-    path: PathBuf,
+    source: InputSource,
     options: InputOptions,
     run_id: &str,
 ) -> Result<u64, ImportError> {
@@ -42,7 +41,7 @@ pub async fn import(
             load_files: true,
             ..options
         };
-        let reader = match InputReader::open(&path, &catalog, options) {
+        let reader = match source.reader(&catalog, options) {
             Ok(reader) => reader,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));

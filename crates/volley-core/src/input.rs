@@ -527,15 +527,76 @@ fn clean_serde_message(message: &str) -> String {
 pub struct Validation {
     /// Valid requests.
     pub requests: u64,
+    /// Valid requests per provider and model.
+    pub groups: std::collections::BTreeMap<(ProviderKind, String), u64>,
     /// Problems, in line order (at most `limit`).
     pub errors: Vec<InputError>,
     /// Problems found in all, including those past `limit`.
     pub error_count: u64,
 }
 
+/// Where input comes from: a file, or JSONL built in memory by the library.
+#[derive(Debug, Clone)]
+pub enum InputSource {
+    /// A JSONL file; attached files resolve relative to its folder.
+    File(PathBuf),
+    /// JSONL bytes; attached files resolve relative to `base_dir`.
+    Memory {
+        /// The JSONL.
+        jsonl: std::sync::Arc<Vec<u8>>,
+        /// Folder for relative file paths.
+        base_dir: PathBuf,
+    },
+}
+
+impl InputSource {
+    /// A streaming reader over the source.
+    pub fn reader<'c>(
+        &self,
+        catalog: &'c Catalog,
+        options: InputOptions,
+    ) -> Result<InputReader<'c, Box<dyn BufRead + Send>>, InputError> {
+        match self {
+            Self::File(path) => {
+                let reader = InputReader::open(path, catalog, options)?;
+                Ok(InputReader::new(
+                    Box::new(reader.reader) as Box<dyn BufRead + Send>,
+                    reader.base_dir,
+                    catalog,
+                    reader.options,
+                ))
+            }
+            Self::Memory { jsonl, base_dir } => Ok(InputReader::new(
+                Box::new(std::io::Cursor::new(SharedBytes(jsonl.clone()))),
+                base_dir.clone(),
+                catalog,
+                options,
+            )),
+        }
+    }
+
+    /// How the source is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Memory { .. } => "requests".to_owned(),
+        }
+    }
+}
+
+/// `Arc<Vec<u8>>` as a byte slice, so a cursor can read shared bytes without copying.
+#[derive(Debug, Clone)]
+struct SharedBytes(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Reads the whole input once, checking everything and loading nothing.
 pub fn validate(
-    path: &Path,
+    source: &InputSource,
     catalog: &Catalog,
     options: &InputOptions,
     limit: usize,
@@ -545,9 +606,15 @@ pub fn validate(
         ..options.clone()
     };
     let mut validation = Validation::default();
-    for item in InputReader::open(path, catalog, options)? {
+    for item in source.reader(catalog, options)? {
         match item {
-            Ok(_) => validation.requests += 1,
+            Ok(item) => {
+                validation.requests += 1;
+                *validation
+                    .groups
+                    .entry((item.provider, item.request.model))
+                    .or_default() += 1;
+            }
             Err(e) => {
                 validation.error_count += 1;
                 if validation.errors.len() < limit {
@@ -560,7 +627,7 @@ pub fn validate(
         validation.error_count = 1;
         validation
             .errors
-            .push(InputError::at(0, None, format!("{} holds no requests", path.display())));
+            .push(InputError::at(0, None, format!("{} holds no requests", source.describe())));
     }
     Ok(validation)
 }

@@ -17,6 +17,9 @@ pub struct RunOptions {
     /// Cost cap in USD.
     #[serde(default)]
     pub max_cost_usd: Option<f64>,
+    /// Created against the embedded simulator (resumes use it again).
+    #[serde(default)]
+    pub simulate: bool,
 }
 
 impl Default for RunOptions {
@@ -24,6 +27,7 @@ impl Default for RunOptions {
         Self {
             max_attempts: 3,
             max_cost_usd: None,
+            simulate: false,
         }
     }
 }

@@ -177,11 +177,11 @@ fn validate_counts_and_limits_errors() {
         text.push_str(&format!("{{\"id\":\"x\",\"prompt\":\"p{i}\",\"model\":\"claude-haiku-4-5\"}}\n"));
     }
     std::fs::write(&input, text).unwrap();
-    let v = validate(&input, &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
+    let v = validate(&InputSource::File(input.clone()), &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
     assert_eq!((v.requests, v.error_count, v.errors.len()), (1, 29, 5));
 
     std::fs::write(&input, "\n\n").unwrap();
-    let v = validate(&input, &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
+    let v = validate(&InputSource::File(input.clone()), &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
     assert!(v.errors[0].message.contains("no requests"));
 }
 

@@ -1,0 +1,158 @@
+//! The command line, as clap sees it.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run thousands to millions of LLM requests through the providers' batch APIs, at half the
+/// real-time price, with crash-safe resume.
+#[derive(Debug, Parser)]
+#[command(name = "volley", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run every request of a JSONL file through the batch APIs and write results.jsonl.
+    Run(RunArgs),
+    /// Continue an interrupted run: re-attach to its batches, submit only what was never sent.
+    Resume(ResumeArgs),
+    /// Show a run's progress and cost (the newest run if none is named).
+    Status(StatusArgs),
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Print a run's result lines, in input order (whatever is done so far).
+    Results(ResultsArgs),
+    /// List the models volley knows, with batch prices and limits.
+    Models(ModelsArgs),
+    /// Run the provider simulator (Anthropic API) on 127.0.0.1.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StoreArgs {
+    /// Where state lives: sqlite://path (default sqlite://.volley/volley.db).
+    #[arg(long, env = "VOLLEY_STORE", global = true)]
+    pub(crate) store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DriveArgs {
+    /// Output folder (default volley-results/<run id>/).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the final run status as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Use the embedded simulator instead of the real APIs (no keys needed).
+    #[arg(long)]
+    pub(crate) simulate: bool,
+    /// Lower the per-batch request limit (smaller batches come back sooner).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_batch_requests: Option<u64>,
+    /// Simulated batch processing time in milliseconds (with --simulate).
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "simulate")]
+    pub(crate) sim_processing_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The input: JSONL, one request per line (see docs/input.md).
+    pub(crate) input: PathBuf,
+    /// Model for lines that name none.
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// max_tokens for lines that give none (default 1024).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u32>,
+    /// Submissions per request before a transient failure is final.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) max_attempts: u32,
+    /// Start a new run even if an unfinished run has the same input.
+    #[arg(long)]
+    pub(crate) fresh: bool,
+    #[command(flatten)]
+    pub(crate) drive: DriveArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    /// Run id (or a unique prefix).
+    pub(crate) run: String,
+    #[command(flatten)]
+    pub(crate) drive: DriveArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// Run id (or a unique prefix); default: the newest run.
+    pub(crate) run: Option<String>,
+    /// Print the status object as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Print `{"runs": [...]}` as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResultsArgs {
+    /// Run id (or a unique prefix).
+    pub(crate) run: String,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    /// Print the catalog as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8089)]
+    pub(crate) port: u16,
+    /// Time from batch creation to its end, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub(crate) processing_ms: u64,
+    /// Fraction of requests that fail with a transient error.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) error_rate: f64,
+    /// Fraction of requests that expire.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) expired_rate: f64,
+    /// Answer every Nth API call with 429 and retry-after.
+    #[arg(long, value_name = "N")]
+    pub(crate) rate_limit_every: Option<u64>,
+    /// Answer every Nth API call with 529/500.
+    #[arg(long, value_name = "N")]
+    pub(crate) server_error_every: Option<u64>,
+    /// The delay 429s ask for, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub(crate) retry_after_ms: u64,
+    /// Seed for answers and faults.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+}

@@ -1,0 +1,188 @@
+//! `volley run` and `volley resume`.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use volley::{CancellationToken, Error, RunEnd, RunRecord, RunSpec, SimConfig, Volley};
+
+use super::summary;
+use crate::cli::{DriveArgs, ResumeArgs, RunArgs};
+use crate::exit::Code;
+use crate::output::{self, Reporter};
+use crate::signals;
+
+pub(crate) async fn run(args: RunArgs) -> Code {
+    let reporter = Reporter::new();
+    let volley = match build(args.store.store, args.drive.simulate, &args.drive, &reporter).await
+    {
+        Ok(volley) => volley,
+        Err(code) => return code,
+    };
+    let spec = RunSpec {
+        model: args.model,
+        max_tokens: args.max_tokens,
+        options: volley::RunOptions {
+            max_attempts: args.max_attempts.max(1),
+            ..Default::default()
+        },
+        out: args.drive.out.as_ref().map(|p| p.display().to_string()),
+        fresh: args.fresh,
+    };
+    let started = match volley.start_file(&args.input, spec).await {
+        Ok(started) => started,
+        Err(Error::Input { errors, count }) => {
+            for e in &errors {
+                output::error(&format!("{}: {e}", args.input.display()));
+            }
+            if count > errors.len() as u64 {
+                output::error(&format!("… and {} more", count - errors.len() as u64));
+            }
+            output::error(&format!(
+                "{count} problem(s) in {}; nothing was submitted",
+                args.input.display()
+            ));
+            return Code::Usage;
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            return Code::Usage;
+        }
+    };
+    if started.resumed {
+        output::info(&format!(
+            "resuming run {} (same input and options; --fresh starts a new run)",
+            started.run.id
+        ));
+    } else {
+        let groups: Vec<String> = started
+            .validation
+            .groups
+            .iter()
+            .map(|((provider, model), n)| format!("{n} × {provider}/{model}"))
+            .collect();
+        output::info(&format!(
+            "run {} started: {} requests ({}){}",
+            started.run.id,
+            started.run.total,
+            groups.join(", "),
+            if volley.simulator().is_some() { " against the embedded simulator" } else { "" }
+        ));
+    }
+    drive(&volley, started.run, &args.drive, &reporter).await
+}
+
+pub(crate) async fn resume(args: ResumeArgs) -> Code {
+    let reporter = Reporter::new();
+    // A run created with --simulate resumes against a simulator too.
+    let probe = match super::open_store(args.store.store.clone()).await {
+        Ok(volley) => volley,
+        Err(code) => return code,
+    };
+    let run = match probe.run(&args.run).await {
+        Ok(run) => run,
+        Err(e) => {
+            output::error(&e.to_string());
+            return Code::Usage;
+        }
+    };
+    drop(probe);
+    let simulate = args.drive.simulate || run.options.simulate;
+    if run.options.simulate && !args.drive.simulate {
+        output::info(
+            "this run was made with --simulate: resuming against a new embedded simulator (batches that lived in the old one are submitted again)",
+        );
+    }
+    let volley = match build(args.store.store, simulate, &args.drive, &reporter).await {
+        Ok(volley) => volley,
+        Err(code) => return code,
+    };
+    output::info(&format!("resuming run {}", run.id));
+    drive(&volley, run, &args.drive, &reporter).await
+}
+
+async fn build(
+    store: Option<String>,
+    simulate: bool,
+    drive: &DriveArgs,
+    reporter: &Arc<Reporter>,
+) -> Result<Volley, Code> {
+    let sink = reporter.clone();
+    let mut builder = Volley::builder().on_event(move |event| sink.event(event));
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    if simulate {
+        builder = builder.simulate(SimConfig {
+            processing: std::time::Duration::from_millis(drive.sim_processing_ms),
+            ..SimConfig::default()
+        });
+    }
+    if let Some(n) = drive.max_batch_requests {
+        builder = builder.max_batch_requests(n);
+    }
+    builder.build().await.map_err(|e| {
+        output::error(&e.to_string());
+        Code::Usage
+    })
+}
+
+async fn drive(volley: &Volley, run: RunRecord, args: &DriveArgs, reporter: &Reporter) -> Code {
+    let started = Instant::now();
+    let shutdown = CancellationToken::new();
+    signals::install(shutdown.clone(), run.id.clone());
+    let counts = volley.store().counts(&run.id).await.unwrap_or_default();
+    reporter.start(counts.total, counts.done());
+    let end = volley.drive(&run.id, shutdown).await;
+    reporter.finish();
+    let end = match end {
+        Ok(end) => end,
+        Err(e) => {
+            output::error(&e.to_string());
+            output::error(&format!(
+                "run {} stopped; fix the cause and continue with: volley resume {}",
+                run.id, run.id
+            ));
+            return Code::Usage;
+        }
+    };
+    let code = match end {
+        RunEnd::Interrupted { counts, .. } => {
+            output::info(&format!(
+                "run {} interrupted with {} of {} requests done; state saved.\n  continue with: volley resume {}",
+                run.id,
+                counts.done(),
+                counts.total,
+                run.id
+            ));
+            Code::Interrupted
+        }
+        RunEnd::Completed { counts, .. } => {
+            let out_dir = args
+                .out
+                .clone()
+                .or_else(|| run.out.as_ref().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("volley-results").join(&run.id));
+            let path = out_dir.join("results.jsonl");
+            if let Err(e) = volley.write_results(&run.id, &path).await {
+                output::error(&e.to_string());
+                return Code::Usage;
+            }
+            match summary::summarize(volley.catalog(), &path) {
+                Ok(summary) => output::info(&summary.render(&run.id, started.elapsed(), &path)),
+                Err(e) => output::error(&format!("cannot summarise {}: {e}", path.display())),
+            }
+            if counts.failed + counts.expired + counts.canceled > 0 {
+                Code::Failed
+            } else {
+                Code::Success
+            }
+        }
+    };
+    if args.json {
+        match volley.status(&run.id).await {
+            Ok(status) => output::json(&status),
+            Err(e) => output::error(&e.to_string()),
+        }
+    }
+    code
+}

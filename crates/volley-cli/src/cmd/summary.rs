@@ -1,0 +1,95 @@
+//! The end-of-run summary: per model, requests, outcomes and cost at batch and real-time prices.
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::time::Duration;
+
+use volley::{Catalog, Mode, ProviderKind, ResultLine, ResultStatus};
+
+#[derive(Default)]
+struct Row {
+    requests: u64,
+    succeeded: u64,
+    other: u64,
+    cost: f64,
+    realtime: f64,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+pub(crate) struct Summary {
+    rows: BTreeMap<(ProviderKind, String), Row>,
+}
+
+/// Reads a results file and totals it.
+pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summary> {
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut rows: BTreeMap<(ProviderKind, String), Row> = BTreeMap::new();
+    for line in file.lines() {
+        let line: ResultLine = serde_json::from_str(&line?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let row = rows.entry((line.provider, line.model.clone())).or_default();
+        row.requests += 1;
+        if line.status == ResultStatus::Succeeded {
+            row.succeeded += 1;
+        } else {
+            row.other += 1;
+        }
+        row.cost += line.cost_usd;
+        row.realtime += catalog.cost(line.provider, &line.model, &line.usage, Mode::Realtime);
+        row.input_tokens += line.usage.input_tokens + line.usage.cache_read_tokens + line.usage.cache_write_tokens;
+        row.output_tokens += line.usage.output_tokens;
+    }
+    Ok(Summary { rows })
+}
+
+impl Summary {
+    pub(crate) fn render(&self, run_id: &str, elapsed: Duration, path: &Path) -> String {
+        let mut total = Row::default();
+        let mut text = format!(
+            "run {run_id} completed in {:.1}s\n  {:<34} {:>8} {:>9} {:>7} {:>11} {:>11} {:>13} {:>13}\n",
+            elapsed.as_secs_f64(),
+            "provider/model",
+            "requests",
+            "succeeded",
+            "failed",
+            "in tokens",
+            "out tokens",
+            "cost (batch)",
+            "at real-time"
+        );
+        for ((provider, model), row) in &self.rows {
+            text.push_str(&line(&format!("{provider}/{model}"), row));
+            total.requests += row.requests;
+            total.succeeded += row.succeeded;
+            total.other += row.other;
+            total.cost += row.cost;
+            total.realtime += row.realtime;
+            total.input_tokens += row.input_tokens;
+            total.output_tokens += row.output_tokens;
+        }
+        text.push_str(&line("total", &total));
+        text.push_str(&format!(
+            "  cost ${:.6} at batch prices; the same requests in real time: ${:.6} (saved ${:.6})\n  results: {}",
+            total.cost,
+            total.realtime,
+            total.realtime - total.cost,
+            path.display()
+        ));
+        text
+    }
+}
+
+fn line(name: &str, row: &Row) -> String {
+    format!(
+        "  {:<34} {:>8} {:>9} {:>7} {:>11} {:>11} {:>13} {:>13}\n",
+        name,
+        row.requests,
+        row.succeeded,
+        row.other,
+        row.input_tokens,
+        row.output_tokens,
+        format!("${:.6}", row.cost),
+        format!("${:.6}", row.realtime)
+    )
+}

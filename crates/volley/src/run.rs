@@ -1,0 +1,264 @@
+//! Creating runs: from a JSONL file (the CLI) or from requests added in code (the library).
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use volley_core::custom_id::{Fnv1a, fnv1a};
+use volley_core::import;
+use volley_core::input::{self, InputOptions, InputSource, Validation};
+use volley_core::run_id::new_run_id;
+use volley_core::store::{NewRun, RunOptions, RunRecord};
+use volley_types::ProviderKind;
+
+use crate::{Error, Volley};
+
+/// Problems shown before giving up on an input.
+const SHOWN_ERRORS: usize = 20;
+
+/// How to create a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSpec {
+    /// Model for requests that name none.
+    pub model: Option<String>,
+    /// `max_tokens` for requests that give none.
+    pub max_tokens: Option<u32>,
+    /// Options stored with the run.
+    pub options: RunOptions,
+    /// Output folder to record with the run.
+    pub out: Option<String>,
+    /// Always start a new run, even if an unfinished one has the same input.
+    pub fresh: bool,
+}
+
+impl RunSpec {
+    /// Sets the default model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets how many times a request may be submitted.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.options.max_attempts = n.max(1);
+        self
+    }
+
+    fn input_options(&self) -> InputOptions {
+        InputOptions {
+            default_model: self.model.clone(),
+            default_max_tokens: self.max_tokens,
+            load_files: false,
+        }
+    }
+}
+
+/// A run that is ready to drive.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The run.
+    pub run: RunRecord,
+    /// Whether an unfinished run with the same input was picked up instead of a new one.
+    pub resumed: bool,
+    /// What validation counted (empty when resumed).
+    pub validation: Validation,
+}
+
+impl std::ops::Deref for Started {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.run.id
+    }
+}
+
+impl Volley {
+    /// Validates an input file without storing anything.
+    pub fn validate_file(&self, path: &Path, spec: &RunSpec) -> Result<Validation, Error> {
+        self.validate(&InputSource::File(path.to_path_buf()), spec)
+    }
+
+    fn validate(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {
+        let validation = input::validate(source, &self.catalog, &spec.input_options(), SHOWN_ERRORS)
+            .map_err(|e| Error::Input {
+                errors: vec![e],
+                count: 1,
+            })?;
+        if validation.error_count > 0 {
+            return Err(Error::Input {
+                errors: validation.errors,
+                count: validation.error_count,
+            });
+        }
+        self.check_providers(&validation)?;
+        Ok(validation)
+    }
+
+    fn check_providers(&self, validation: &Validation) -> Result<(), Error> {
+        let configured = self.configured_providers();
+        for ((provider, model), count) in &validation.groups {
+            if configured.contains(provider) {
+                continue;
+            }
+            let implemented = *provider == ProviderKind::Anthropic;
+            let settings = self.catalog.provider(*provider);
+            return Err(Error::Config(if implemented {
+                format!(
+                    "{count} request(s) use {model} on {provider}, which has no key: set {} (or run with --simulate)",
+                    settings.key_env.join(" or ")
+                )
+            } else {
+                format!(
+                    "{count} request(s) use {model} on {provider}; this volley speaks only to anthropic so far"
+                )
+            }));
+        }
+        Ok(())
+    }
+
+    /// Validates `path`, then creates and imports a run — or returns the unfinished run that
+    /// has the same input and options (so running a command twice resumes instead of paying
+    /// twice). Nothing is stored when the input has a problem.
+    pub async fn start_file(&self, path: &Path, spec: RunSpec) -> Result<Started, Error> {
+        let fingerprint = fingerprint_file(path, &spec)?;
+        self.start(InputSource::File(path.to_path_buf()), Some(path), fingerprint, spec)
+            .await
+    }
+
+    async fn start(
+        &self,
+        source: InputSource,
+        input: Option<&Path>,
+        fingerprint: String,
+        spec: RunSpec,
+    ) -> Result<Started, Error> {
+        if !spec.fresh
+            && let Some(run) = self.store.resumable_run(&fingerprint).await?
+        {
+            return Ok(Started {
+                run,
+                resumed: true,
+                validation: Validation::default(),
+            });
+        }
+        let validation = self.validate(&source, &spec)?;
+        let id = new_run_id(Timestamp::now());
+        let mut options = spec.options.clone();
+        options.simulate = self.simulator.is_some();
+        self.store
+            .create_run(&NewRun {
+                id: id.clone(),
+                created_at: Timestamp::now(),
+                input: input.map(|p| p.display().to_string()),
+                fingerprint: Some(fingerprint),
+                out: spec.out.clone(),
+                options,
+            })
+            .await?;
+        import::import(
+            self.store.as_ref(),
+            self.catalog.clone(),
+            self.providers.clone(),
+            source,
+            spec.input_options(),
+            &id,
+        )
+        .await?;
+        Ok(Started {
+            run: self.run(&id).await?,
+            resumed: false,
+            validation,
+        })
+    }
+
+    /// Starts building a run from requests added in code.
+    pub fn new_run(&self, spec: RunSpec) -> RunBuilder<'_> {
+        RunBuilder {
+            volley: self,
+            spec,
+            lines: Vec::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// Adds requests in code; they are validated exactly like a JSONL file.
+pub struct RunBuilder<'v> {
+    volley: &'v Volley,
+    spec: RunSpec,
+    lines: Vec<u8>,
+    base_dir: PathBuf,
+}
+
+impl RunBuilder<'_> {
+    /// Adds a request in the input format of DESIGN.md §3.1.
+    pub fn request(mut self, line: Value) -> Self {
+        serde_json::to_writer(&mut self.lines, &line).expect("JSON values serialize");
+        self.lines.push(b'\n');
+        self
+    }
+
+    /// Adds a prompt with an id.
+    pub fn prompt(self, id: &str, prompt: &str) -> Self {
+        self.request(json!({"id": id, "prompt": prompt}))
+    }
+
+    /// Folder that relative `files` paths are read from (default: the current folder).
+    pub fn files_from(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    /// Validates and stores the run; drive it with [`Volley::drive`].
+    pub async fn start(self) -> Result<Started, Error> {
+        let fingerprint = fingerprint_bytes(&self.lines, &self.spec);
+        let source = InputSource::Memory {
+            jsonl: Arc::new(self.lines),
+            base_dir: self.base_dir,
+        };
+        let mut spec = self.spec;
+        // Code that builds requests expects a new run each time.
+        spec.fresh = true;
+        self.volley.start(source, None, fingerprint, spec).await
+    }
+}
+
+fn spec_fingerprint(spec: &RunSpec) -> String {
+    format!(
+        "{:?}|{:?}|{}|{:?}",
+        spec.model, spec.max_tokens, spec.options.max_attempts, spec.options.max_cost_usd
+    )
+}
+
+fn fingerprint_bytes(bytes: &[u8], spec: &RunSpec) -> String {
+    format!(
+        "{:016x}-{:016x}",
+        fnv1a(bytes),
+        fnv1a(spec_fingerprint(spec).as_bytes())
+    )
+}
+
+/// Identifies the file's content and the options, streaming the file.
+fn fingerprint_file(path: &Path, spec: &RunSpec) -> Result<String, Error> {
+    let io_err = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hash = Fnv1a::default();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        hash.write(&buf[..n]);
+    }
+    Ok(format!(
+        "{:016x}-{:016x}",
+        hash.finish(),
+        fnv1a(spec_fingerprint(spec).as_bytes())
+    ))
+}
