@@ -886,8 +886,9 @@ impl Store for SqliteStore {
     }
 
     /// Sets the final state and the batch's cost (the sum of its result lines), books that
-    /// cost in the ledger once, and sends any request still `batched` in it back to pending
-    /// (a request must never be stranded in a closed batch).
+    /// cost in the ledger once, closes a submit intent still open (a batch the provider
+    /// rejected: nothing was created), and sends any request still `batched` in it back to
+    /// pending (a request must never be stranded in a closed batch).
     async fn close_batch(&self, batch_id: &str, state: BatchState) -> Result<(), StoreError> {
         if state.is_open() {
             return Err(self.wrong_state(
@@ -918,6 +919,16 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(self.db("close a batch"))?;
+        // A batch rejected on submit still has its intent open: nothing was created.
+        sqlx::query(
+            "UPDATE intents SET confirmed_at = $2, outcome = 'aborted' \
+             WHERE batch_id = $1 AND outcome IS NULL",
+        )
+        .bind(batch_id)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db("close a submit intent"))?;
         sqlx::query(
             "INSERT INTO ledger (run_id, batch_id, kind, amount_usd, created_at) \
              SELECT run_id, id, 'actual', cost_usd, $2 FROM batches WHERE id = $1 \
