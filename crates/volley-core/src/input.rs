@@ -523,7 +523,7 @@ fn clean_serde_message(message: &str) -> String {
 }
 
 /// What a validation pass found.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Validation {
     /// Valid requests.
     pub requests: u64,

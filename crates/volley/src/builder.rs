@@ -1,3 +1,4 @@
+//! Configuring a [`crate::Volley`]: store, providers or simulator, catalog, engine settings.
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -40,6 +40,7 @@ pub use volley_core::engine::{EngineConfig, RunEnd};
 pub use volley_core::events::{Event, EventSink};
 pub use volley_core::input::{InputError, InputOptions, Validation};
 pub use volley_core::poll::PollPolicy;
+pub use volley_core::retry::RetryPolicy;
 pub use volley_core::store::{RunOptions, RunRecord, Store};
 pub use volley_sim::{SimConfig, Simulator};
 pub use volley_types::*;

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `volley` binary against the simulator, over real HTTP.
+mod bad_input;
+mod crash;
+mod run;
+mod support;

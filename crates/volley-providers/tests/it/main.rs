@@ -1,0 +1,3 @@
+//! The Anthropic adapter against `volley-sim`, over real HTTP.
+mod anthropic;
+mod reconcile;
