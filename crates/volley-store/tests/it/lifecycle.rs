@@ -147,7 +147,10 @@ async fn full_lifecycle() {
     );
     assert_eq!(store.run_cost("r").await.unwrap(), 0.25);
     // The retried request is pending again, in its group, and left its old batch.
-    assert_eq!(store.pending_groups("r").await.unwrap(), [haiku.clone()]);
+    assert_eq!(
+        store.pending_groups("r").await.unwrap(),
+        std::slice::from_ref(&haiku)
+    );
     let pending = store.pending_requests("r", &haiku, None, 10).await.unwrap();
     assert_eq!(pending.iter().map(|p| p.seq).collect::<Vec<_>>(), [4]);
     assert_eq!(
@@ -328,7 +331,10 @@ async fn create_batch_takes_only_pending_requests_of_its_group_and_range() {
         .map(|i| i.seq)
         .collect();
     assert_eq!(items, [0, 8, 10]);
-    assert_eq!(store.pending_groups("r").await.unwrap(), [sonnet.clone()]);
+    assert_eq!(
+        store.pending_groups("r").await.unwrap(),
+        std::slice::from_ref(&sonnet)
+    );
     // The batch's number within its run.
     let mut conn = fs.raw().await;
     let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM batches ORDER BY seq")
