@@ -54,6 +54,10 @@ pub(crate) struct DriveArgs {
     /// Lower the per-batch request limit (smaller batches come back sooner).
     #[arg(long, value_name = "N")]
     pub(crate) max_batch_requests: Option<u64>,
+    /// First poll interval in milliseconds; it grows while a batch does not change
+    /// (default 5000 against real APIs, 100 with --simulate).
+    #[arg(long, value_name = "MS")]
+    pub(crate) poll_interval: Option<u64>,
     /// Simulated batch processing time in milliseconds (with --simulate).
     #[arg(long, value_name = "MS", default_value_t = 1000, requires = "simulate")]
     pub(crate) sim_processing_ms: u64,

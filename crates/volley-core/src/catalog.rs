@@ -90,10 +90,12 @@ pub enum ResolveError {
 }
 
 fn suggestion_text(s: Option<&str>) -> String {
-    s.map(|s| format!("; did you mean `{s}`? (`volley models` lists them; `provider/model` forces one)"))
-        .unwrap_or_else(|| {
-            "; `volley models` lists known models, `provider/model` forces one".to_owned()
-        })
+    s.map(|s| {
+        format!("; did you mean `{s}`? (`volley models` lists them; `provider/model` forces one)")
+    })
+    .unwrap_or_else(|| {
+        "; `volley models` lists known models, `provider/model` forces one".to_owned()
+    })
 }
 
 /// The loaded catalog.
@@ -259,10 +261,19 @@ mod tests {
     fn resolves_ids_aliases_and_forced_providers() {
         let catalog = Catalog::builtin();
         let r = catalog.resolve("claude-haiku-4-5-20251001").unwrap();
-        assert_eq!((r.provider, r.model.as_str()), (ProviderKind::Anthropic, "claude-haiku-4-5"));
+        assert_eq!(
+            (r.provider, r.model.as_str()),
+            (ProviderKind::Anthropic, "claude-haiku-4-5")
+        );
         let r = catalog.resolve("openai/my-finetune").unwrap();
-        assert_eq!((r.provider, r.model.as_str(), r.entry), (ProviderKind::OpenAi, "my-finetune", None));
-        assert!(matches!(catalog.resolve("nope/x"), Err(ResolveError::BadProvider(_))));
+        assert_eq!(
+            (r.provider, r.model.as_str(), r.entry),
+            (ProviderKind::OpenAi, "my-finetune", None)
+        );
+        assert!(matches!(
+            catalog.resolve("nope/x"),
+            Err(ResolveError::BadProvider(_))
+        ));
     }
 
     #[test]
@@ -287,12 +298,26 @@ mod tests {
             cache_read_tokens: 1_000_000,
             cache_write_tokens: 0,
         };
-        let haiku = catalog.cost(ProviderKind::Anthropic, "claude-haiku-4-5", &usage, Mode::Batch);
+        let haiku = catalog.cost(
+            ProviderKind::Anthropic,
+            "claude-haiku-4-5",
+            &usage,
+            Mode::Batch,
+        );
         assert!((haiku - (0.5 + 2.5 + 0.05)).abs() < 1e-9, "{haiku}");
-        let realtime =
-            catalog.cost(ProviderKind::Anthropic, "claude-haiku-4-5", &usage, Mode::Realtime);
+        let realtime = catalog.cost(
+            ProviderKind::Anthropic,
+            "claude-haiku-4-5",
+            &usage,
+            Mode::Realtime,
+        );
         assert!((realtime - 6.1).abs() < 1e-9, "{realtime}");
-        let flash = catalog.cost(ProviderKind::Gemini, "gemini-2.5-flash", &usage, Mode::Batch);
+        let flash = catalog.cost(
+            ProviderKind::Gemini,
+            "gemini-2.5-flash",
+            &usage,
+            Mode::Batch,
+        );
         assert!((flash - (0.15 + 1.25 + 0.03)).abs() < 1e-9, "{flash}");
     }
 }

@@ -171,8 +171,15 @@ impl Engine {
             if !shutdown.is_cancelled() {
                 next_batch = self.plan(run_id, next_batch).await?;
                 let max_attempts = run.options.max_attempts.max(1);
-                self.spawn_ready(run_id, &mut tasks, &mut active, &not_before, max_attempts, &shutdown)
-                    .await?;
+                self.spawn_ready(
+                    run_id,
+                    &mut tasks,
+                    &mut active,
+                    &not_before,
+                    max_attempts,
+                    &shutdown,
+                )
+                .await?;
             }
             if tasks.is_empty() {
                 if shutdown.is_cancelled() {
@@ -256,11 +263,15 @@ impl Engine {
                 after = Some(last.seq);
                 closed.extend(page.into_iter().filter_map(|p| packer.push(p)));
                 for packed in closed.drain(..) {
-                    next_batch = self.create_batch(run_id, &group, packed, next_batch).await?;
+                    next_batch = self
+                        .create_batch(run_id, &group, packed, next_batch)
+                        .await?;
                 }
             }
             if let Some(packed) = packer.finish() {
-                next_batch = self.create_batch(run_id, &group, packed, next_batch).await?;
+                next_batch = self
+                    .create_batch(run_id, &group, packed, next_batch)
+                    .await?;
             }
         }
         Ok(next_batch)
@@ -379,10 +390,9 @@ impl Engine {
                 }
             }
             BatchState::Submitted => {
-                let id = batch
-                    .provider_batch_id
-                    .as_deref()
-                    .ok_or_else(|| StoreError::Corrupt(format!("batch {} has no remote id", batch.id)))?;
+                let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
+                    StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
+                })?;
                 polled(id, provider.poll(id).await).map_err(classify)?
             }
             BatchState::Collected | BatchState::Rejected => return Ok(()),
@@ -402,7 +412,13 @@ impl Engine {
             let outcomes: Vec<Outcome> = items
                 .iter()
                 .map(|item| {
-                    self.decide(&batch, item, ItemResult::Errored(error.clone()), &remote, max_attempts)
+                    self.decide(
+                        &batch,
+                        item,
+                        ItemResult::Errored(error.clone()),
+                        &remote,
+                        max_attempts,
+                    )
                 })
                 .collect();
             store.record_outcomes(&batch.id, &outcomes).await?;
@@ -472,7 +488,13 @@ impl Engine {
                     .map(|item| {
                         let mut item = item.clone();
                         item.attempts += 1;
-                        self.final_line(batch, &item, ResultStatus::Failed, None, Some(info.clone()))
+                        self.final_line(
+                            batch,
+                            &item,
+                            ResultStatus::Failed,
+                            None,
+                            Some(info.clone()),
+                        )
                     })
                     .collect();
                 store.record_outcomes(&batch.id, &outcomes).await?;
@@ -595,7 +617,10 @@ impl Engine {
                 Ok(outcome) => outcome,
                 Err(e) if e.is_retryable() => return Err(BatchError::Transient(e.to_string())),
                 Err(e) => {
-                    self.emit(Event::Warning(format!("batch {}: skipped a result line: {e}", batch.id)));
+                    self.emit(Event::Warning(format!(
+                        "batch {}: skipped a result line: {e}",
+                        batch.id
+                    )));
                     continue;
                 }
             };
@@ -618,7 +643,10 @@ impl Engine {
                 chunk.clear();
             }
         }
-        for item in items.iter().filter(|i| !seen.contains(i.custom_id.as_str())) {
+        for item in items
+            .iter()
+            .filter(|i| !seen.contains(i.custom_id.as_str()))
+        {
             let missing = ItemResult::Errored(ErrorInfo {
                 kind: ErrorKind::Protocol,
                 message: format!("missing from the results of batch {}", remote.id),
@@ -741,7 +769,13 @@ impl Engine {
                     message: "canceled before it ran".into(),
                     provider_status: None,
                 };
-                self.final_line(batch, item, ResultStatus::Canceled, Some(remote), Some(info))
+                self.final_line(
+                    batch,
+                    item,
+                    ResultStatus::Canceled,
+                    Some(remote),
+                    Some(info),
+                )
             }
         }
     }
@@ -815,7 +849,10 @@ fn classify(e: ProviderError) -> BatchError {
 
 /// A poll answer; a batch the provider no longer knows is treated as failed remotely, so its
 /// items are retried instead of being polled forever.
-fn polled(id: &str, answer: Result<RemoteBatch, ProviderError>) -> Result<RemoteBatch, ProviderError> {
+fn polled(
+    id: &str,
+    answer: Result<RemoteBatch, ProviderError>,
+) -> Result<RemoteBatch, ProviderError> {
     match answer {
         Err(e) if e.kind == ErrorKind::NotFound => Ok(RemoteBatch {
             id: id.to_owned(),
@@ -828,4 +865,3 @@ fn polled(id: &str, answer: Result<RemoteBatch, ProviderError>) -> Result<Remote
         other => other,
     }
 }
-

@@ -21,7 +21,9 @@ pub fn input_tokens(request: &Request) -> u64 {
         for part in &message.content {
             match part {
                 Part::Text { text } => chars += text.len(),
-                Part::Document { data, media_type, .. } if media_type == "application/pdf" => {
+                Part::Document {
+                    data, media_type, ..
+                } if media_type == "application/pdf" => {
                     // base64 → bytes; a text-heavy PDF page is ~3 KB.
                     let pages = (data.len() as u64 * 3 / 4).div_ceil(3_000).max(1);
                     tokens += pages * TOKENS_PER_PDF_PAGE_GUESS;

@@ -58,7 +58,10 @@ pub async fn write_results_file(
         path: path.display().to_string(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err)?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp);

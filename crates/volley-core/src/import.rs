@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::StoreError;
 use crate::catalog::Catalog;
 use crate::estimate;
 use crate::input::{InputError, InputOptions, InputSource};
 use crate::provider::{Providers, SubmissionItem};
 use crate::store::{NewRequest, Store};
-use crate::StoreError;
 
 const CHUNK: usize = 2_000;
 

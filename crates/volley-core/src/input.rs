@@ -165,9 +165,8 @@ impl<'c> InputReader<'c, BufReader<File>> {
         catalog: &'c Catalog,
         options: InputOptions,
     ) -> Result<Self, InputError> {
-        let file = File::open(path).map_err(|e| {
-            InputError::at(0, None, format!("cannot open {}: {e}", path.display()))
-        })?;
+        let file = File::open(path)
+            .map_err(|e| InputError::at(0, None, format!("cannot open {}: {e}", path.display())))?;
         if file.metadata().is_ok_and(|m| m.is_dir()) {
             return Err(InputError::at(
                 0,
@@ -231,7 +230,9 @@ impl<'c, R: BufRead> InputReader<'c, R> {
             ));
         }
         let custom_id = custom_id::derive(&id);
-        if let Some(first) = self.seen_custom_ids.insert(self.hasher.hash_one(&custom_id), line)
+        if let Some(first) = self
+            .seen_custom_ids
+            .insert(self.hasher.hash_one(&custom_id), line)
             && first != line
         {
             return Err(InputError::field(
@@ -247,7 +248,11 @@ impl<'c, R: BufRead> InputReader<'c, R> {
             .model
             .or_else(|| self.options.default_model.clone())
             .ok_or_else(|| {
-                InputError::field(line, "model", "missing (give it on the line or with --model)")
+                InputError::field(
+                    line,
+                    "model",
+                    "missing (give it on the line or with --model)",
+                )
             })?;
         let resolved = self
             .catalog
@@ -258,7 +263,9 @@ impl<'c, R: BufRead> InputReader<'c, R> {
         let max_tokens = raw
             .max_tokens
             .or(self.options.default_max_tokens)
-            .unwrap_or_else(|| max_output.map_or(DEFAULT_MAX_TOKENS, |m| m.min(DEFAULT_MAX_TOKENS)));
+            .unwrap_or_else(|| {
+                max_output.map_or(DEFAULT_MAX_TOKENS, |m| m.min(DEFAULT_MAX_TOKENS))
+            });
         if max_tokens == 0 {
             return Err(InputError::field(line, "max_tokens", "must be at least 1"));
         }
@@ -268,11 +275,18 @@ impl<'c, R: BufRead> InputReader<'c, R> {
             return Err(InputError::field(
                 line,
                 "max_tokens",
-                format!("{max_tokens} is more than {} allows ({max})", resolved.model),
+                format!(
+                    "{max_tokens} is more than {} allows ({max})",
+                    resolved.model
+                ),
             ));
         }
         if let Some(t) = raw.temperature {
-            let max = if resolved.provider == ProviderKind::Anthropic { 1.0 } else { 2.0 };
+            let max = if resolved.provider == ProviderKind::Anthropic {
+                1.0
+            } else {
+                2.0
+            };
             if !(0.0..=max).contains(&t) {
                 return Err(InputError::field(
                     line,
@@ -284,7 +298,11 @@ impl<'c, R: BufRead> InputReader<'c, R> {
         if let Some(schema) = &raw.schema
             && !schema.is_object()
         {
-            return Err(InputError::field(line, "schema", "must be a JSON Schema object"));
+            return Err(InputError::field(
+                line,
+                "schema",
+                "must be a JSON Schema object",
+            ));
         }
 
         let mut messages = match (raw.prompt, raw.messages) {
@@ -296,7 +314,11 @@ impl<'c, R: BufRead> InputReader<'c, R> {
                 ));
             }
             (None, None) => {
-                return Err(InputError::field(line, "prompt", "missing (or give `messages`)"));
+                return Err(InputError::field(
+                    line,
+                    "prompt",
+                    "missing (or give `messages`)",
+                ));
             }
             (Some(prompt), None) => {
                 if prompt.trim().is_empty() {
@@ -474,7 +496,8 @@ impl<R: BufRead> Iterator for InputReader<'_, R> {
             self.line += 1;
             let line = self.line;
             let limit = MAX_LINE_BYTES as u64 + 1;
-            let read = std::io::Read::take(&mut self.reader, limit).read_until(b'\n', &mut self.buf);
+            let read =
+                std::io::Read::take(&mut self.reader, limit).read_until(b'\n', &mut self.buf);
             match read {
                 Ok(0) => return None,
                 Ok(_) => {}
@@ -625,9 +648,11 @@ pub fn validate(
     }
     if validation.requests == 0 && validation.error_count == 0 {
         validation.error_count = 1;
-        validation
-            .errors
-            .push(InputError::at(0, None, format!("{} holds no requests", source.describe())));
+        validation.errors.push(InputError::at(
+            0,
+            None,
+            format!("{} holds no requests", source.describe()),
+        ));
     }
     Ok(validation)
 }

@@ -44,14 +44,14 @@ impl Packer {
     /// A single request larger than the byte limit still gets a batch of its own: the provider's
     /// answer (413) then names the problem precisely.
     pub fn push(&mut self, request: PendingRequest) -> Option<Packed> {
-        if let Some(open) = &mut self.open {
-            if open.requests < self.max_requests && open.bytes + request.wire_bytes <= self.max_bytes
-            {
-                open.last_seq = request.seq;
-                open.requests += 1;
-                open.bytes += request.wire_bytes;
-                return None;
-            }
+        if let Some(open) = &mut self.open
+            && open.requests < self.max_requests
+            && open.bytes + request.wire_bytes <= self.max_bytes
+        {
+            open.last_seq = request.seq;
+            open.requests += 1;
+            open.bytes += request.wire_bytes;
+            return None;
         }
         self.open.replace(Packed {
             first_seq: request.seq,
@@ -94,24 +94,39 @@ mod tests {
 
     #[test]
     fn splits_on_request_count() {
-        let limits = BatchLimits { max_requests: 2, max_bytes: 1_000 };
+        let limits = BatchLimits {
+            max_requests: 2,
+            max_bytes: 1_000,
+        };
         let batches = pack(limits, None, &[1, 1, 1, 1, 1]);
-        assert_eq!(batches.iter().map(|b| b.requests).collect::<Vec<_>>(), [2, 2, 1]);
+        assert_eq!(
+            batches.iter().map(|b| b.requests).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
         assert_eq!((batches[1].first_seq, batches[1].last_seq), (2, 3));
     }
 
     #[test]
     fn user_cap_only_lowers() {
-        let limits = BatchLimits { max_requests: 3, max_bytes: 1_000 };
+        let limits = BatchLimits {
+            max_requests: 3,
+            max_bytes: 1_000,
+        };
         assert_eq!(pack(limits, Some(10), &[1; 6]).len(), 2);
         assert_eq!(pack(limits, Some(1), &[1; 6]).len(), 6);
     }
 
     #[test]
     fn oversize_request_gets_its_own_batch() {
-        let limits = BatchLimits { max_requests: 10, max_bytes: 100 };
+        let limits = BatchLimits {
+            max_requests: 10,
+            max_bytes: 100,
+        };
         let batches = pack(limits, None, &[10, 500, 10]);
-        assert_eq!(batches.iter().map(|b| b.requests).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(
+            batches.iter().map(|b| b.requests).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
     }
 
     proptest! {

@@ -55,7 +55,10 @@ impl Poller {
     /// The wait before the next poll, given what this poll saw (any status text).
     pub fn next_interval(&mut self, seen: &str) -> Duration {
         if self.last_seen.as_deref() == Some(seen) {
-            self.current = self.current.mul_f64(self.policy.factor).min(self.policy.max);
+            self.current = self
+                .current
+                .mul_f64(self.policy.factor)
+                .min(self.policy.max);
         } else {
             self.current = self.policy.initial;
             self.last_seen = Some(seen.to_owned());

@@ -53,7 +53,10 @@ mod tests {
         let p = RetryPolicy::default();
         for retry in 0..30 {
             let d = p.delay(retry, None);
-            let exp = p.base.saturating_mul(2u32.saturating_pow(retry.min(20))).min(p.max_delay);
+            let exp = p
+                .base
+                .saturating_mul(2u32.saturating_pow(retry.min(20)))
+                .min(p.max_delay);
             assert!(d >= exp / 2 && d <= exp, "retry {retry}: {d:?}");
         }
     }

@@ -193,8 +193,11 @@ pub trait Store: Send + Sync {
     /// Creates a run (state `planning`).
     async fn create_run(&self, run: &NewRun) -> Result<(), StoreError>;
     /// Imports requests (call repeatedly with chunks; ends with [`Store::finish_import`]).
-    async fn insert_requests(&self, run_id: &str, requests: &[NewRequest])
-    -> Result<(), StoreError>;
+    async fn insert_requests(
+        &self,
+        run_id: &str,
+        requests: &[NewRequest],
+    ) -> Result<(), StoreError>;
     /// Records the request total; the run is now resumable.
     async fn finish_import(&self, run_id: &str) -> Result<(), StoreError>;
     /// A run by id or unique id prefix.

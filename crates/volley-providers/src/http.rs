@@ -49,7 +49,10 @@ impl Endpoint {
     /// Whether `url` is on the same scheme, host and port as the base URL: the only place the
     /// key may be sent.
     pub fn same_origin(&self, url: &str) -> bool {
-        match (reqwest::Url::parse(&self.base_url), reqwest::Url::parse(url)) {
+        match (
+            reqwest::Url::parse(&self.base_url),
+            reqwest::Url::parse(url),
+        ) {
             (Ok(a), Ok(b)) => a.origin() == b.origin(),
             _ => false,
         }
@@ -95,7 +98,8 @@ pub struct WireResponse {
 }
 
 /// Turns an error response into a [`ProviderError`]: each provider parses its own envelope.
-pub type ErrorParser = fn(ProviderKind, &'static str, StatusCode, &HeaderMap, &[u8]) -> ProviderError;
+pub type ErrorParser =
+    fn(ProviderKind, &'static str, StatusCode, &HeaderMap, &[u8]) -> ProviderError;
 
 /// The shared HTTP client.
 #[derive(Clone)]

@@ -1,8 +1,8 @@
+use volley_core::StoreError;
 use volley_core::engine::EngineError;
 use volley_core::export::ExportError;
 use volley_core::import::ImportError;
 use volley_core::input::InputError;
-use volley_core::StoreError;
 
 /// Everything that can stop a volley call.
 #[derive(Debug, thiserror::Error)]

@@ -94,11 +94,7 @@ impl Volley {
     }
 
     /// Drives a run until every request has a result, or `shutdown` fires.
-    pub async fn drive(
-        &self,
-        run_id: &str,
-        shutdown: CancellationToken,
-    ) -> Result<RunEnd, Error> {
+    pub async fn drive(&self, run_id: &str, shutdown: CancellationToken) -> Result<RunEnd, Error> {
         Ok(self.engine.drive(run_id, shutdown).await?)
     }
 
@@ -168,7 +164,9 @@ impl Volley {
             after = Some(*last);
             for (_, line) in page {
                 lines.push(serde_json::from_str(&line).map_err(|e| {
-                    Error::Store(volley_core::StoreError::Corrupt(format!("result line: {e}")))
+                    Error::Store(volley_core::StoreError::Corrupt(format!(
+                        "result line: {e}"
+                    )))
                 })?);
             }
         }

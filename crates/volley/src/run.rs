@@ -79,11 +79,13 @@ impl Volley {
     }
 
     fn validate(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {
-        let validation = input::validate(source, &self.catalog, &spec.input_options(), SHOWN_ERRORS)
-            .map_err(|e| Error::Input {
-                errors: vec![e],
-                count: 1,
-            })?;
+        let validation =
+            input::validate(source, &self.catalog, &spec.input_options(), SHOWN_ERRORS).map_err(
+                |e| Error::Input {
+                    errors: vec![e],
+                    count: 1,
+                },
+            )?;
         if validation.error_count > 0 {
             return Err(Error::Input {
                 errors: validation.errors,
@@ -121,8 +123,13 @@ impl Volley {
     /// twice). Nothing is stored when the input has a problem.
     pub async fn start_file(&self, path: &Path, spec: RunSpec) -> Result<Started, Error> {
         let fingerprint = fingerprint_file(path, &spec)?;
-        self.start(InputSource::File(path.to_path_buf()), Some(path), fingerprint, spec)
-            .await
+        self.start(
+            InputSource::File(path.to_path_buf()),
+            Some(path),
+            fingerprint,
+            spec,
+        )
+        .await
     }
 
     async fn start(

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use volley::{CancellationToken, Error, RunEnd, RunRecord, RunSpec, SimConfig, Volley};
+use volley::{CancellationToken, Error, PollPolicy, RunEnd, RunRecord, RunSpec, SimConfig, Volley};
 
 use super::summary;
 use crate::cli::{DriveArgs, ResumeArgs, RunArgs};
@@ -13,7 +13,13 @@ use crate::signals;
 
 pub(crate) async fn run(args: RunArgs) -> Code {
     let reporter = Reporter::new();
-    let volley = match build(args.store.store, args.drive.simulate, &args.drive, &reporter).await
+    let volley = match build(
+        args.store.store,
+        args.drive.simulate,
+        &args.drive,
+        &reporter,
+    )
+    .await
     {
         Ok(volley) => volley,
         Err(code) => return code,
@@ -65,7 +71,11 @@ pub(crate) async fn run(args: RunArgs) -> Code {
             started.run.id,
             started.run.total,
             groups.join(", "),
-            if volley.simulator().is_some() { " against the embedded simulator" } else { "" }
+            if volley.simulator().is_some() {
+                " against the embedded simulator"
+            } else {
+                ""
+            }
         ));
     }
     drive(&volley, started.run, &args.drive, &reporter).await
@@ -115,6 +125,19 @@ async fn build(
         builder = builder.simulate(SimConfig {
             processing: std::time::Duration::from_millis(drive.sim_processing_ms),
             ..SimConfig::default()
+        });
+    }
+    if let Some(ms) = drive.poll_interval {
+        let initial = std::time::Duration::from_millis(ms.max(10));
+        let base = if simulate {
+            PollPolicy::SIMULATOR
+        } else {
+            PollPolicy::PROVIDER
+        };
+        builder = builder.poll_policy(PollPolicy {
+            initial,
+            max: base.max.max(initial),
+            ..base
         });
     }
     if let Some(n) = drive.max_batch_requests {

@@ -37,7 +37,8 @@ pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summa
         }
         row.cost += line.cost_usd;
         row.realtime += catalog.cost(line.provider, &line.model, &line.usage, Mode::Realtime);
-        row.input_tokens += line.usage.input_tokens + line.usage.cache_read_tokens + line.usage.cache_write_tokens;
+        row.input_tokens +=
+            line.usage.input_tokens + line.usage.cache_read_tokens + line.usage.cache_write_tokens;
         row.output_tokens += line.usage.output_tokens;
     }
     Ok(Summary { rows })

@@ -18,14 +18,22 @@ async fn rejected(lines: &str, expect: &[&str]) {
     let mut list = volley(dir.path());
     list.args(["list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&output(list).await.stdout).unwrap();
-    assert_eq!(listed["runs"].as_array().unwrap().len(), 0, "no run was stored");
+    assert_eq!(
+        listed["runs"].as_array().unwrap().len(),
+        0,
+        "no run was stored"
+    );
 }
 
 const GOOD: &str = "{\"id\":\"a\",\"model\":\"claude-haiku-4-5\",\"prompt\":\"hi\"}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_line() {
-    rejected(&format!("{GOOD}{{\"id\":\"b\",\"prompt\":\"x\"\n"), &["line 2", "EOF"]).await;
+    rejected(
+        &format!("{GOOD}{{\"id\":\"b\",\"prompt\":\"x\"\n"),
+        &["line 2", "EOF"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +47,11 @@ async fn a_wrong_field_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicate_id() {
-    rejected(&format!("{GOOD}\n{GOOD}"), &["line 3, field `id`", "first used on line 1"]).await;
+    rejected(
+        &format!("{GOOD}\n{GOOD}"),
+        &["line 3, field `id`", "first used on line 1"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

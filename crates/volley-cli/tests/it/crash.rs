@@ -14,7 +14,14 @@ async fn kill_9_during_polling_then_resume_submits_nothing_twice() {
     let mut cmd = volley_at(dir.path(), &sim);
     cmd.arg("run")
         .arg(&input)
-        .args(["--max-batch-requests", "40", "--out", "out"])
+        .args([
+            "--max-batch-requests",
+            "40",
+            "--out",
+            "out",
+            "--poll-interval",
+            "50",
+        ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
     let (run_id, status) = tokio::task::spawn_blocking(move || {
@@ -46,13 +53,17 @@ async fn kill_9_during_polling_then_resume_submits_nothing_twice() {
     assert_eq!(before.batches_created, 8);
 
     let mut resume = volley_at(dir.path(), &sim);
-    resume.args(["resume", &run_id]);
+    resume.args(["resume", &run_id, "--poll-interval", "50"]);
     let out = output(resume).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
 
     let results = dir.path().join("out/results.jsonl");
-    assert_eq!(ids(&results), ids(&input), "exactly one line per request, in input order");
+    assert_eq!(
+        ids(&results),
+        ids(&input),
+        "exactly one line per request, in input order"
+    );
     let stats = sim.stats();
     assert_eq!(stats.duplicate_submissions, 0, "{stats:?}");
     assert_eq!(stats.requests_submitted, 300);

@@ -15,13 +15,19 @@ async fn quickstart_with_simulate_writes_every_result_and_a_cost_summary() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     let results = dir.path().join("out/results.jsonl");
     assert_eq!(ids(&results), ids(&input));
-    assert!(err.contains("at batch prices") && err.contains("saved"), "{err}");
+    assert!(
+        err.contains("at batch prices") && err.contains("saved"),
+        "{err}"
+    );
     for line in std::fs::read_to_string(&results).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["status"], "succeeded", "{line}");
         assert!(v["cost_usd"].as_f64().unwrap() > 0.0);
     }
-    assert!(dir.path().join(".volley/volley.db").exists(), "the default store is in the current folder");
+    assert!(
+        dir.path().join(".volley/volley.db").exists(),
+        "the default store is in the current folder"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,14 +36,28 @@ async fn the_real_network_path_through_env_variables() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), 30);
     let mut cmd = volley_at(dir.path(), &sim);
-    cmd.arg("run").arg(&input).args(["--json", "--max-batch-requests", "10"]);
+    cmd.arg("run").arg(&input).args([
+        "--json",
+        "--max-batch-requests",
+        "10",
+        "--poll-interval",
+        "20",
+    ]);
     let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON on stdout");
     assert_eq!(status["status"], "completed");
     assert_eq!(status["counts"]["succeeded"], 30);
     assert_eq!(status["batches"].as_array().unwrap().len(), 3);
-    for key in ["id", "created_at", "input", "out", "cost_usd", "reserved_usd", "max_cost_usd"] {
+    for key in [
+        "id",
+        "created_at",
+        "input",
+        "out",
+        "cost_usd",
+        "reserved_usd",
+        "max_cost_usd",
+    ] {
         assert!(status.get(key).is_some(), "status object has {key}");
     }
     let stats = sim.stats();
@@ -67,7 +87,9 @@ async fn failed_items_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), 3);
     let mut cmd = volley_at(dir.path(), &sim);
-    cmd.arg("run").arg(&input).args(["--max-attempts", "1"]);
+    cmd.arg("run")
+        .arg(&input)
+        .args(["--max-attempts", "1", "--poll-interval", "20"]);
     let out = output(cmd).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
@@ -81,7 +103,10 @@ async fn a_missing_key_is_a_clear_error() {
     let out = output(cmd).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("ANTHROPIC_API_KEY") && err.contains("--simulate"), "{err}");
+    assert!(
+        err.contains("ANTHROPIC_API_KEY") && err.contains("--simulate"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,5 +117,9 @@ async fn models_lists_the_catalog() {
     let out = output(cmd).await;
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let models = v["models"].as_array().unwrap();
-    assert!(models.iter().any(|m| m["id"] == "claude-haiku-4-5" && m["provider"] == "anthropic"));
+    assert!(
+        models
+            .iter()
+            .any(|m| m["id"] == "claude-haiku-4-5" && m["provider"] == "anthropic")
+    );
 }

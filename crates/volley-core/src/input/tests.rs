@@ -6,16 +6,18 @@ use super::*;
 
 fn read(text: &str, options: InputOptions) -> Vec<Result<InputRequest, InputError>> {
     let catalog = Catalog::builtin();
-    InputReader::new(Cursor::new(text.as_bytes().to_vec()), PathBuf::from("."), &catalog, options)
-        .collect()
+    InputReader::new(
+        Cursor::new(text.as_bytes().to_vec()),
+        PathBuf::from("."),
+        &catalog,
+        options,
+    )
+    .collect()
 }
 
 fn one_error(text: &str) -> InputError {
     let results = read(text, InputOptions::default());
-    results
-        .into_iter()
-        .find_map(Result::err)
-        .expect("an error")
+    results.into_iter().find_map(Result::err).expect("an error")
 }
 
 #[test]
@@ -68,7 +70,11 @@ fn unknown_field_names_line_and_field() {
 fn wrong_type_names_the_field() {
     let e = one_error(r#"{"prompt":"a","model":"claude-haiku-4-5","max_tokens":"lots"}"#);
     assert_eq!(e.field.as_deref(), Some("max_tokens"));
-    assert!(e.to_string().starts_with("line 1, field `max_tokens`: invalid type"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("line 1, field `max_tokens`: invalid type"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -103,18 +109,45 @@ fn missing_model_without_default() {
 #[test]
 fn rule_violations() {
     for (line, field) in [
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","max_tokens":0}"#, "max_tokens"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","max_tokens":9999999}"#, "max_tokens"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","temperature":1.5}"#, "temperature"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","schema":[1]}"#, "schema"),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","max_tokens":0}"#,
+            "max_tokens",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","max_tokens":9999999}"#,
+            "max_tokens",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","temperature":1.5}"#,
+            "temperature",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","schema":[1]}"#,
+            "schema",
+        ),
         (r#"{"model":"claude-haiku-4-5"}"#, "prompt"),
         (r#"{"prompt":"","model":"claude-haiku-4-5"}"#, "prompt"),
-        (r#"{"prompt":"x","messages":[],"model":"claude-haiku-4-5"}"#, "prompt"),
+        (
+            r#"{"prompt":"x","messages":[],"model":"claude-haiku-4-5"}"#,
+            "prompt",
+        ),
         (r#"{"messages":[],"model":"claude-haiku-4-5"}"#, "messages"),
-        (r#"{"messages":[{"role":"assistant","content":"a"}],"model":"claude-haiku-4-5"}"#, "messages[0].role"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","files":["missing.pdf"]}"#, "files[0]"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","files":["a.exe"]}"#, "files[0]"),
-        (r#"{"prompt":"x","model":"claude-haiku-4-5","citations":true}"#, "citations"),
+        (
+            r#"{"messages":[{"role":"assistant","content":"a"}],"model":"claude-haiku-4-5"}"#,
+            "messages[0].role",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","files":["missing.pdf"]}"#,
+            "files[0]",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","files":["a.exe"]}"#,
+            "files[0]",
+        ),
+        (
+            r#"{"prompt":"x","model":"claude-haiku-4-5","citations":true}"#,
+            "citations",
+        ),
         (r#"{"id":"","prompt":"x","model":"claude-haiku-4-5"}"#, "id"),
     ] {
         let e = one_error(line);
@@ -128,12 +161,22 @@ fn invalid_utf8_and_huge_lines_are_errors_and_reading_goes_on() {
     text.extend_from_slice(&vec![b'x'; MAX_LINE_BYTES + 10]);
     text.extend_from_slice(b"\n{\"prompt\":\"ok\",\"model\":\"claude-haiku-4-5\"}\n");
     let catalog = Catalog::builtin();
-    let results: Vec<_> =
-        InputReader::new(Cursor::new(text), PathBuf::from("."), &catalog, InputOptions::default())
-            .collect();
+    let results: Vec<_> = InputReader::new(
+        Cursor::new(text),
+        PathBuf::from("."),
+        &catalog,
+        InputOptions::default(),
+    )
+    .collect();
     assert_eq!(results.len(), 3);
     assert!(results[0].as_ref().unwrap_err().message.contains("UTF-8"));
-    assert!(results[1].as_ref().unwrap_err().message.contains("longer than"));
+    assert!(
+        results[1]
+            .as_ref()
+            .unwrap_err()
+            .message
+            .contains("longer than")
+    );
     assert_eq!(results[2].as_ref().unwrap().line, 3);
 }
 
@@ -165,7 +208,12 @@ fn files_attach_before_the_prompt() {
             name: Some("note.txt".into())
         }
     );
-    assert_eq!(r.request.messages[0].content[1], Part::Text { text: "Summarise".into() });
+    assert_eq!(
+        r.request.messages[0].content[1],
+        Part::Text {
+            text: "Summarise".into()
+        }
+    );
 }
 
 #[test]
@@ -174,14 +222,28 @@ fn validate_counts_and_limits_errors() {
     let input = dir.path().join("in.jsonl");
     let mut text = String::new();
     for i in 0..30 {
-        text.push_str(&format!("{{\"id\":\"x\",\"prompt\":\"p{i}\",\"model\":\"claude-haiku-4-5\"}}\n"));
+        text.push_str(&format!(
+            "{{\"id\":\"x\",\"prompt\":\"p{i}\",\"model\":\"claude-haiku-4-5\"}}\n"
+        ));
     }
     std::fs::write(&input, text).unwrap();
-    let v = validate(&InputSource::File(input.clone()), &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
+    let v = validate(
+        &InputSource::File(input.clone()),
+        &Catalog::builtin(),
+        &InputOptions::default(),
+        5,
+    )
+    .unwrap();
     assert_eq!((v.requests, v.error_count, v.errors.len()), (1, 29, 5));
 
     std::fs::write(&input, "\n\n").unwrap();
-    let v = validate(&InputSource::File(input.clone()), &Catalog::builtin(), &InputOptions::default(), 5).unwrap();
+    let v = validate(
+        &InputSource::File(input.clone()),
+        &Catalog::builtin(),
+        &InputOptions::default(),
+        5,
+    )
+    .unwrap();
     assert!(v.errors[0].message.contains("no requests"));
 }
 

@@ -49,7 +49,12 @@ impl AnthropicProvider {
         let operation = request.operation;
         let response = self.http.send(KIND, request, convert::parse_error).await?;
         if response.body.is_empty() {
-            return Err(ProviderError::transport(KIND, operation, ErrorKind::Protocol, "empty response"));
+            return Err(ProviderError::transport(
+                KIND,
+                operation,
+                ErrorKind::Protocol,
+                "empty response",
+            ));
         }
         Ok(response.body)
     }
@@ -64,7 +69,9 @@ impl AnthropicProvider {
 
     /// Deletes an ended batch (used by `volley cleanup`).
     pub async fn delete(&self, remote_id: &str) -> Result<(), ProviderError> {
-        let url = self.endpoint.url(&format!("/v1/messages/batches/{remote_id}"));
+        let url = self
+            .endpoint
+            .url(&format!("/v1/messages/batches/{remote_id}"));
         let mut request = self.request("delete batch", Method::DELETE, url);
         request.idempotent = true;
         self.call(request).await.map(drop)
@@ -109,7 +116,9 @@ impl BatchProvider for AnthropicProvider {
             if let Some(after) = &after_id {
                 url.push_str(&format!("&after_id={after}"));
             }
-            let body = self.call(self.request("list batches", Method::GET, url)).await?;
+            let body = self
+                .call(self.request("list batches", Method::GET, url))
+                .await?;
             let page = convert::parse_batch_page(&body).map_err(|e| protocol("list batches", e))?;
             let mut older_than_window = false;
             for batch in page.data {
@@ -141,8 +150,11 @@ impl BatchProvider for AnthropicProvider {
     }
 
     async fn poll(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
-        let url = self.endpoint.url(&format!("/v1/messages/batches/{remote_id}"));
-        self.batch_call(self.request("get batch", Method::GET, url)).await
+        let url = self
+            .endpoint
+            .url(&format!("/v1/messages/batches/{remote_id}"));
+        self.batch_call(self.request("get batch", Method::GET, url))
+            .await
     }
 
     async fn results(&self, remote: &RemoteBatch) -> Result<ResultStream, ProviderError> {
@@ -156,7 +168,11 @@ impl BatchProvider for AnthropicProvider {
         };
         let lines = self
             .http
-            .send_lines(KIND, self.request("download results", Method::GET, url), convert::parse_error)
+            .send_lines(
+                KIND,
+                self.request("download results", Method::GET, url),
+                convert::parse_error,
+            )
             .await?;
         Ok(lines
             .map(|line| {

@@ -11,9 +11,9 @@ use volley_core::provider::{ItemOutcome, ItemResult, RemoteBatch, RemotePhase, S
 use volley_types::{ErrorInfo, ErrorKind, Part, ProviderKind, Request, Role, Usage};
 
 use super::wire::{
-    Base64Source, BatchPage, BatchRequest, BatchResult, CitationsConfig, ContentBlock,
-    CreateBatch, DocumentSource, ErrorResponse, JsonSchemaFormat, MessageBatch, MessageParam,
-    MessageParams, OutputConfig, ResponseBlock, ResultLine,
+    Base64Source, BatchPage, BatchRequest, BatchResult, CitationsConfig, ContentBlock, CreateBatch,
+    DocumentSource, ErrorResponse, JsonSchemaFormat, MessageBatch, MessageParam, MessageParams,
+    OutputConfig, ResponseBlock, ResultLine,
 };
 use crate::http;
 

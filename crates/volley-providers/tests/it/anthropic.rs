@@ -75,7 +75,10 @@ async fn submit_poll_and_stream_results() {
     let p = provider(&sim, "k");
     let items = items(25);
     let remote = p.submit(submission(&items)).await.unwrap();
-    assert_eq!((remote.phase.clone(), remote.request_count), (RemotePhase::Running, Some(25)));
+    assert_eq!(
+        (remote.phase.clone(), remote.request_count),
+        (RemotePhase::Running, Some(25))
+    );
     let ended = until_ended(&p, &remote.id).await;
     let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
     assert_eq!(results.len(), 25);
@@ -112,7 +115,10 @@ async fn rate_limits_and_overload_are_retried_transparently() {
     assert_eq!(results.len(), 3);
     let stats = sim.stats();
     assert!(stats.faults_injected > 0);
-    assert_eq!(stats.batches_created, 1, "a faulted create has no effect and is retried once");
+    assert_eq!(
+        stats.batches_created, 1,
+        "a faulted create has no effect and is retried once"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +135,10 @@ async fn a_wrong_key_is_an_auth_error_not_retried() {
     assert!(e.is_auth() && !e.is_retryable(), "{e}");
     assert_eq!(e.status, Some(401));
     assert!(e.request_id.is_some());
-    assert!(!e.to_string().contains("wrong"), "the key never appears in errors: {e}");
+    assert!(
+        !e.to_string().contains("wrong"),
+        "the key never appears in errors: {e}"
+    );
     assert_eq!(sim.stats().calls, 1);
 }
 
@@ -156,7 +165,11 @@ async fn cancel_ends_with_canceled_items() {
     let ended = until_ended(&p, &remote.id).await;
     let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
     assert_eq!(results.len(), 4);
-    assert!(results.iter().all(|r| matches!(r.as_ref().unwrap().result, ItemResult::Canceled)));
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r.as_ref().unwrap().result, ItemResult::Canceled))
+    );
 }
 
 #[tokio::test]
@@ -180,8 +193,14 @@ async fn find_submitted_matches_count_and_time_and_skips_known_batches() {
         started_at,
         known_remote_ids: known,
     };
-    assert_eq!(p.find_submitted(hint(5, &[])).await.unwrap().unwrap().id, a.id);
-    assert_eq!(p.find_submitted(hint(7, &[])).await.unwrap().unwrap().id, b.id);
+    assert_eq!(
+        p.find_submitted(hint(5, &[])).await.unwrap().unwrap().id,
+        a.id
+    );
+    assert_eq!(
+        p.find_submitted(hint(7, &[])).await.unwrap().unwrap().id,
+        b.id
+    );
     assert!(p.find_submitted(hint(6, &[])).await.unwrap().is_none());
     let known: &'static [String] = Box::leak(vec![a.id.clone()].into_boxed_slice());
     assert!(p.find_submitted(hint(5, known)).await.unwrap().is_none());
@@ -189,5 +208,8 @@ async fn find_submitted_matches_count_and_time_and_skips_known_batches() {
         started_at: started_at + jiff::SignedDuration::from_secs(3600),
         ..hint(5, &[])
     };
-    assert!(p.find_submitted(later).await.unwrap().is_none(), "created long before the intent");
+    assert!(
+        p.find_submitted(later).await.unwrap().is_none(),
+        "created long before the intent"
+    );
 }

@@ -5,15 +5,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use volley_core::ProviderError;
 use volley_core::catalog::Catalog;
 use volley_core::engine::{Engine, EngineConfig, RunEnd};
 use volley_core::poll::PollPolicy;
 use volley_core::provider::{
-    BatchProvider, Providers, RemoteBatch, ResultStream, Submission, SubmissionHint,
-    SubmissionItem,
+    BatchProvider, Providers, RemoteBatch, ResultStream, Submission, SubmissionHint, SubmissionItem,
 };
 use volley_core::store::{NewRequest, NewRun, RunOptions, Store};
-use volley_core::ProviderError;
 use volley_sim::{SimConfig, Simulator};
 use volley_store::SqliteStore;
 use volley_types::{ErrorKind, ProviderKind};
@@ -131,7 +130,10 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
     };
     assert_eq!(counts.succeeded, 12);
     let stats = sim.stats();
-    assert_eq!(stats.batches_created, 1, "the lost batch was found, not created again");
+    assert_eq!(
+        stats.batches_created, 1,
+        "the lost batch was found, not created again"
+    );
     assert_eq!(stats.duplicate_submissions, 0);
     let results = store.results("run-1", None, 100).await.unwrap();
     assert_eq!(results.len(), 12);

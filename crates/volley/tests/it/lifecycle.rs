@@ -12,7 +12,10 @@ async fn a_run_completes_with_one_result_per_request_in_input_order() {
     let RunEnd::Completed { counts, cost_usd } = end else {
         panic!("{end:?}")
     };
-    assert_eq!((counts.total, counts.succeeded, counts.pending), (120, 120, 0));
+    assert_eq!(
+        (counts.total, counts.succeeded, counts.pending),
+        (120, 120, 0)
+    );
 
     let results = volley.results(&run).await.unwrap();
     let ids: Vec<String> = results.iter().map(|r| r.id.clone()).collect();
@@ -29,14 +32,23 @@ async fn a_run_completes_with_one_result_per_request_in_input_order() {
             .catalog()
             .cost(line.provider, &line.model, &line.usage, Mode::Batch);
         assert!((line.cost_usd - expected).abs() < 1e-12);
-        assert!(line.provider_batch_id.as_deref().unwrap().starts_with("msgbatch_"));
+        assert!(
+            line.provider_batch_id
+                .as_deref()
+                .unwrap()
+                .starts_with("msgbatch_")
+        );
         total += line.cost_usd;
     }
     assert!((total - cost_usd).abs() < 1e-9);
 
     let status = volley.status(&run).await.unwrap();
     assert_eq!(status.status, RunState::Completed);
-    assert_eq!(status.batches.len(), 3, "120 requests in batches of at most 50");
+    assert_eq!(
+        status.batches.len(),
+        3,
+        "120 requests in batches of at most 50"
+    );
     let stats = volley.simulator().unwrap().stats();
     assert_eq!((stats.batches_created, stats.requests_submitted), (3, 120));
     assert_eq!(stats.duplicate_submissions, 0);
@@ -73,16 +85,23 @@ async fn transient_item_errors_are_retried_until_they_succeed() {
     };
     let volley = volley(config, 40).await;
     let run = start(&volley, 100, 10).await;
-    let RunEnd::Completed { counts, .. } = volley.drive(&run, CancellationToken::new()).await.unwrap()
+    let RunEnd::Completed { counts, .. } =
+        volley.drive(&run, CancellationToken::new()).await.unwrap()
     else {
         panic!("not completed")
     };
     assert_eq!(counts.succeeded, 100, "{counts:?}");
     let results = volley.results(&run).await.unwrap();
     let retried = results.iter().filter(|r| r.attempts > 1).count();
-    assert!(retried > 10, "about 30% needed a second attempt, saw {retried}");
+    assert!(
+        retried > 10,
+        "about 30% needed a second attempt, saw {retried}"
+    );
     let stats = volley.simulator().unwrap().stats();
-    assert_eq!(stats.requests_submitted as usize, results.iter().map(|r| r.attempts as usize).sum::<usize>());
+    assert_eq!(
+        stats.requests_submitted as usize,
+        results.iter().map(|r| r.attempts as usize).sum::<usize>()
+    );
 }
 
 #[tokio::test]
@@ -93,7 +112,8 @@ async fn expired_items_are_retried_then_reported_expired() {
     };
     let volley = volley(config, 100).await;
     let run = start(&volley, 5, 2).await;
-    let RunEnd::Completed { counts, .. } = volley.drive(&run, CancellationToken::new()).await.unwrap()
+    let RunEnd::Completed { counts, .. } =
+        volley.drive(&run, CancellationToken::new()).await.unwrap()
     else {
         panic!("not completed")
     };

@@ -18,7 +18,10 @@ pub(crate) fn sim(processing_ms: u64) -> SimConfig {
 }
 
 pub(crate) async fn volley(config: SimConfig, max_batch: u64) -> Volley {
-    builder(config, max_batch).build().await.expect("volley builds")
+    builder(config, max_batch)
+        .build()
+        .await
+        .expect("volley builds")
 }
 
 /// A volley whose events arrive on the returned channel.

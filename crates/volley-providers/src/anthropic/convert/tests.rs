@@ -31,7 +31,10 @@ fn body(items: &[SubmissionItem]) -> Value {
 
 #[test]
 fn prompt_only() {
-    assert_json_snapshot!(body(&[item("q-1", request(vec![Message::user("Classify: rain")]))]));
+    assert_json_snapshot!(body(&[item(
+        "q-1",
+        request(vec![Message::user("Classify: rain")])
+    )]));
 }
 
 #[test]
@@ -106,7 +109,10 @@ fn batch_in_progress_and_ended() {
     )
     .unwrap();
     let remote = remote_batch(running);
-    assert_eq!((remote.phase, remote.request_count), (RemotePhase::Running, Some(3)));
+    assert_eq!(
+        (remote.phase, remote.request_count),
+        (RemotePhase::Running, Some(3))
+    );
 
     let ended = parse_batch(
         br#"{"id":"msgbatch_1","processing_status":"ended","request_counts":{"processing":0,"succeeded":2,"errored":1,"canceled":0,"expired":0},"created_at":"2026-11-23T10:00:00Z","results_url":"http://h/v1/messages/batches/msgbatch_1/results","future_field":1}"#,
@@ -114,7 +120,10 @@ fn batch_in_progress_and_ended() {
     .unwrap();
     let remote = remote_batch(ended);
     assert_eq!(remote.phase, RemotePhase::Ended);
-    assert_eq!(remote.results_locator.as_deref(), Some("http://h/v1/messages/batches/msgbatch_1/results"));
+    assert_eq!(
+        remote.results_locator.as_deref(),
+        Some("http://h/v1/messages/batches/msgbatch_1/results")
+    );
 }
 
 #[test]
@@ -191,7 +200,8 @@ fn error_bodies_keep_status_request_id_and_raw_body() {
 
 #[test]
 fn strict_schema_keeps_explicit_choices() {
-    let s = json!({"type":"object","additionalProperties":true,"properties":{"a":{"type":"object"}}});
+    let s =
+        json!({"type":"object","additionalProperties":true,"properties":{"a":{"type":"object"}}});
     assert_eq!(
         strict_schema(&s).into_owned(),
         json!({"type":"object","additionalProperties":true,"properties":{"a":{"type":"object","additionalProperties":false}}})
