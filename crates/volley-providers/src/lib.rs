@@ -8,7 +8,9 @@
 #![warn(missing_docs)]
 
 pub mod anthropic;
+pub mod gemini;
 pub mod http;
+pub mod openai;
 
 pub use anthropic::AnthropicProvider;
 pub use http::{Endpoint, HttpClient};

@@ -1,0 +1,1 @@
+//! Gemini batchGenerateContent (provider-apis.md §C). Being written.

@@ -1,0 +1,1 @@
+//! OpenAI Files + Batches (provider-apis.md §B). Being written.
