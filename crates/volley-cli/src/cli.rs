@@ -19,6 +19,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run every request of a JSONL file through the batch APIs and write results.jsonl.
     Run(RunArgs),
+    /// What a run would cost and how it would be batched; no network call, nothing stored.
+    Estimate(EstimateArgs),
     /// Continue an interrupted run: re-attach to its batches, submit only what was never sent.
     Resume(ResumeArgs),
     /// Show a run's progress and cost (the newest run if none is named).
@@ -79,10 +81,31 @@ pub(crate) struct RunArgs {
     /// Start a new run even if an unfinished run has the same input.
     #[arg(long)]
     pub(crate) fresh: bool,
+    /// Show the estimate and stop: nothing is submitted or stored.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EstimateArgs {
+    /// The input: JSONL, one request per line.
+    pub(crate) input: PathBuf,
+    /// Model for lines that name none.
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// max_tokens for lines that give none (default 1024).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_tokens: Option<u32>,
+    /// Lower the per-batch request limit.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_batch_requests: Option<u64>,
+    /// Print the estimate as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

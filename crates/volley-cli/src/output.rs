@@ -37,14 +37,61 @@ pub(crate) fn error(message: &str) {
 /// JSON on stdout, for scripts.
 pub(crate) fn json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => stdout(&format!("{text}\n")),
         Err(e) => error(&format!("cannot print JSON: {e}")),
     }
 }
 
-/// Raw text on stdout.
+/// Raw text on stdout. A closed pipe (`volley results RUN | head`) is not an error: the
+/// reader has what it wanted.
 pub(crate) fn stdout(text: &str) {
-    print!("{text}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        error(&format!("cannot write to stdout: {e}"));
+    }
+}
+
+/// A stdout writer for long streams: buffered, and quiet once the reader has gone away.
+pub(crate) struct StdoutStream {
+    out: std::io::BufWriter<std::io::Stdout>,
+    closed: bool,
+}
+
+impl StdoutStream {
+    pub(crate) fn new() -> Self {
+        Self {
+            out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
+            closed: false,
+        }
+    }
+}
+
+impl std::io::Write for StdoutStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.out.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.out.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
 }
 
 /// Progress of a run: a bar on a terminal, one line per batch event otherwise.

@@ -59,3 +59,42 @@ mod tests {
         assert_eq!(input_tokens(&r), 8 + 4 + 110);
     }
 }
+
+/// Tokens a provider may add per message, at most (role markers, separators).
+const BOUND_PER_MESSAGE: u64 = 16;
+/// Tokens a provider may add per request, at most.
+const BOUND_PER_REQUEST: u64 = 64;
+/// Most tokens one image can cost on any provider (they resize large images down).
+pub const BOUND_PER_IMAGE: u64 = 2_000;
+
+/// An upper bound on the input tokens `request` can be billed for, used to reserve cost
+/// against a cap. Every provider's tokenizer spends at least one byte of text per token, so
+/// text, the system prompt and the output schema count one token per byte; PDFs count two per
+/// byte (their pages are also billed as images). Typically 3–4× the estimate: a cap that holds
+/// must be pessimistic, and reservations are replaced by actual usage as batches return.
+pub fn input_tokens_bound(request: &Request) -> u64 {
+    let mut tokens = BOUND_PER_REQUEST + request.system.as_deref().map_or(0, |s| s.len() as u64);
+    if let Some(schema) = &request.schema {
+        tokens += schema.to_string().len() as u64;
+    }
+    for message in &request.messages {
+        tokens += BOUND_PER_MESSAGE;
+        for part in &message.content {
+            tokens += match part {
+                Part::Text { text } => text.len() as u64,
+                Part::Document {
+                    data, media_type, ..
+                } => {
+                    let bytes = data.len() as u64 * 3 / 4;
+                    if media_type == "application/pdf" {
+                        bytes * 2
+                    } else {
+                        bytes
+                    }
+                }
+                Part::Image { .. } => BOUND_PER_IMAGE,
+            };
+        }
+    }
+    tokens
+}

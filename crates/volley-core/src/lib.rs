@@ -17,6 +17,7 @@ pub mod export;
 pub mod import;
 pub mod input;
 pub mod plan;
+pub mod plan_estimate;
 pub mod poll;
 pub mod provider;
 pub mod retry;

@@ -13,4 +13,19 @@ pub mod http;
 pub mod openai;
 
 pub use anthropic::AnthropicProvider;
+
+use volley_core::provider::SubmissionItem;
+use volley_types::ProviderKind;
+
+/// Bytes `item` takes in `kind`'s batch body, computed without a provider instance (for
+/// estimates made with no keys and no network).
+pub fn wire_size(kind: ProviderKind, item: &SubmissionItem) -> u64 {
+    match kind {
+        ProviderKind::Anthropic => anthropic::convert::wire_size(item),
+        // Until their adapters land, the JSON of the request is a close stand-in.
+        ProviderKind::OpenAi | ProviderKind::Gemini => {
+            serde_json::to_vec(&item.request).map_or(0, |v| v.len() as u64 + 128)
+        }
+    }
+}
 pub use http::{Endpoint, HttpClient};

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use volley_core::catalog::Catalog;
 use volley_core::custom_id::{Fnv1a, fnv1a};
 use volley_core::import;
 use volley_core::input::{self, InputOptions, InputSource, Validation};
+use volley_core::plan_estimate::{Estimate, Estimator};
+use volley_core::provider::SubmissionItem;
 use volley_core::run_id::new_run_id;
 use volley_core::store::{NewRun, RunOptions, RunRecord};
 use volley_types::ProviderKind;
@@ -79,21 +82,13 @@ impl Volley {
     }
 
     fn validate(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {
-        let validation =
-            input::validate(source, &self.catalog, &spec.input_options(), SHOWN_ERRORS).map_err(
-                |e| Error::Input {
-                    errors: vec![e],
-                    count: 1,
-                },
-            )?;
-        if validation.error_count > 0 {
-            return Err(Error::Input {
-                errors: validation.errors,
-                count: validation.error_count,
-            });
-        }
+        let validation = self.validate_input(source, spec)?;
         self.check_providers(&validation)?;
         Ok(validation)
+    }
+
+    fn validate_input(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {
+        validate_input(&self.catalog, source, spec)
     }
 
     fn check_providers(&self, validation: &Validation) -> Result<(), Error> {
@@ -158,7 +153,12 @@ impl Volley {
                 created_at: Timestamp::now(),
                 input: input.map(|p| p.display().to_string()),
                 fingerprint: Some(fingerprint),
-                out: spec.out.clone(),
+                // DESIGN.md §3.2: results go to volley-results/<run id>/ unless told otherwise.
+                out: Some(
+                    spec.out
+                        .clone()
+                        .unwrap_or_else(|| format!("volley-results/{id}")),
+                ),
                 options,
             })
             .await?;
@@ -187,6 +187,63 @@ impl Volley {
             base_dir: PathBuf::from("."),
         }
     }
+}
+
+/// Checks the input alone (no keys needed).
+fn validate_input(
+    catalog: &Catalog,
+    source: &InputSource,
+    spec: &RunSpec,
+) -> Result<Validation, Error> {
+    let validation = input::validate(source, catalog, &spec.input_options(), SHOWN_ERRORS)
+        .map_err(|e| Error::Input {
+            errors: vec![e],
+            count: 1,
+        })?;
+    if validation.error_count > 0 {
+        return Err(Error::Input {
+            errors: validation.errors,
+            count: validation.error_count,
+        });
+    }
+    Ok(validation)
+}
+
+/// What running `path` would cost and how it would be batched, with no network call and
+/// nothing stored. Also validates: a problem in the input is an [`Error::Input`].
+pub fn estimate_file(
+    catalog: &Catalog,
+    path: &Path,
+    spec: &RunSpec,
+    max_batch_requests: Option<u64>,
+) -> Result<Estimate, Error> {
+    let source = InputSource::File(path.to_path_buf());
+    validate_input(catalog, &source, spec)?;
+    let options = InputOptions {
+        // Attached files are read: their size bounds the worst case.
+        load_files: true,
+        ..spec.input_options()
+    };
+    let reader = source.reader(catalog, options).map_err(|e| Error::Input {
+        errors: vec![e],
+        count: 1,
+    })?;
+    let mut estimator = Estimator::new(catalog, max_batch_requests);
+    for item in reader {
+        let item = item.map_err(|e| Error::Input {
+            errors: vec![e],
+            count: 1,
+        })?;
+        let submission = SubmissionItem {
+            custom_id: item.custom_id.clone(),
+            request: item.request.clone(),
+        };
+        estimator.add(
+            &item,
+            volley_providers::wire_size(item.provider, &submission),
+        );
+    }
+    Ok(estimator.finish())
 }
 
 /// Adds requests in code; they are validated exactly like a JSONL file.

@@ -1,4 +1,5 @@
 //! One module per subcommand.
+mod estimate;
 mod models;
 mod results;
 mod run;
@@ -12,6 +13,7 @@ use crate::exit::Code;
 pub(crate) async fn dispatch(cli: Cli) -> Code {
     match cli.command {
         Command::Run(args) => run::run(args).await,
+        Command::Estimate(args) => estimate::estimate(&args),
         Command::Resume(args) => run::resume(args).await,
         Command::Status(args) => status::status(args).await,
         Command::List(args) => status::list(args).await,

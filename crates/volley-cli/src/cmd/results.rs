@@ -18,9 +18,9 @@ pub(crate) async fn results(args: ResultsArgs) -> Code {
     let written = match &args.out {
         Some(path) => volley.write_results(&run.id, path).await,
         None => {
-            let mut buf = Vec::new();
-            let written = volley.copy_results(&run.id, &mut buf).await;
-            output::stdout(&String::from_utf8_lossy(&buf));
+            let mut out = output::StdoutStream::new();
+            let written = volley.copy_results(&run.id, &mut out).await;
+            let _ = std::io::Write::flush(&mut out);
             written
         }
     };

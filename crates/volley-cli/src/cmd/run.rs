@@ -1,9 +1,11 @@
 //! `volley run` and `volley resume`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use volley::{CancellationToken, Error, PollPolicy, RunEnd, RunRecord, RunSpec, SimConfig, Volley};
+use volley::{
+    CancellationToken, Error, InputError, PollPolicy, RunEnd, RunRecord, RunSpec, SimConfig, Volley,
+};
 
 use super::summary;
 use crate::cli::{DriveArgs, ResumeArgs, RunArgs};
@@ -11,7 +13,34 @@ use crate::exit::Code;
 use crate::output::{self, Reporter};
 use crate::signals;
 
+/// Prints every input problem with the file name, then the count.
+pub(crate) fn report_input_errors(input: &Path, errors: &[InputError], count: u64) {
+    for e in errors {
+        output::error(&format!("{}: {e}", input.display()));
+    }
+    if count > errors.len() as u64 {
+        output::error(&format!("… and {} more", count - errors.len() as u64));
+    }
+    output::error(&format!(
+        "{count} problem(s) in {}; nothing was submitted",
+        input.display()
+    ));
+}
+
 pub(crate) async fn run(args: RunArgs) -> Code {
+    if args.dry_run {
+        let spec = RunSpec {
+            model: args.model.clone(),
+            max_tokens: args.max_tokens,
+            ..RunSpec::default()
+        };
+        return super::estimate::show(
+            &args.input,
+            &spec,
+            args.drive.max_batch_requests,
+            args.drive.json,
+        );
+    }
     let reporter = Reporter::new();
     let volley = match build(
         args.store.store,
@@ -37,16 +66,7 @@ pub(crate) async fn run(args: RunArgs) -> Code {
     let started = match volley.start_file(&args.input, spec).await {
         Ok(started) => started,
         Err(Error::Input { errors, count }) => {
-            for e in &errors {
-                output::error(&format!("{}: {e}", args.input.display()));
-            }
-            if count > errors.len() as u64 {
-                output::error(&format!("… and {} more", count - errors.len() as u64));
-            }
-            output::error(&format!(
-                "{count} problem(s) in {}; nothing was submitted",
-                args.input.display()
-            ));
+            report_input_errors(&args.input, &errors, count);
             return Code::Usage;
         }
         Err(e) => {

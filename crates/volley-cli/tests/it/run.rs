@@ -123,3 +123,30 @@ async fn models_lists_the_catalog() {
             .any(|m| m["id"] == "claude-haiku-4-5" && m["provider"] == "anthropic")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimate_and_dry_run_need_no_keys_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = workspace_root().join("examples/quickstart.jsonl");
+    for args in [
+        vec!["estimate", "--json"],
+        vec!["run", "--dry-run", "--json"],
+    ] {
+        let mut cmd = volley(dir.path());
+        cmd.args(&args[..1]).arg(&input).args(&args[1..]);
+        let out = output(cmd).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let e: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(e["requests"], 210);
+        assert_eq!(e["total"]["requests"], 210);
+        let batch = e["total"]["cost_batch_usd"].as_f64().unwrap();
+        let realtime = e["total"]["cost_realtime_usd"].as_f64().unwrap();
+        let worst = e["total"]["worst_case_usd"].as_f64().unwrap();
+        assert!(
+            (realtime - 2.0 * batch).abs() < 1e-9,
+            "batch is half of real time"
+        );
+        assert!(worst > 0.0 && e["total"]["batches"].as_u64().unwrap() >= 2);
+    }
+    assert!(!dir.path().join(".volley").exists(), "nothing was stored");
+}

@@ -1,0 +1,102 @@
+//! `volley estimate` and `volley run --dry-run`.
+use std::path::Path;
+
+use volley::{Catalog, Error, Estimate, RunSpec};
+
+use crate::cli::EstimateArgs;
+use crate::exit::Code;
+use crate::output;
+
+pub(crate) fn estimate(args: &EstimateArgs) -> Code {
+    let spec = RunSpec {
+        model: args.model.clone(),
+        max_tokens: args.max_tokens,
+        ..RunSpec::default()
+    };
+    show(&args.input, &spec, args.max_batch_requests, args.json)
+}
+
+/// Prints the estimate of `input` (JSON on stdout with `json`); exit code 1 on bad input.
+pub(crate) fn show(
+    input: &Path,
+    spec: &RunSpec,
+    max_batch_requests: Option<u64>,
+    json: bool,
+) -> Code {
+    let catalog = Catalog::builtin();
+    match volley::estimate_file(&catalog, input, spec, max_batch_requests) {
+        Ok(estimate) => {
+            if json {
+                output::json(&estimate);
+            } else {
+                output::info(&render(input, &estimate));
+            }
+            Code::Success
+        }
+        Err(Error::Input { errors, count }) => {
+            super::run::report_input_errors(input, &errors, count);
+            Code::Usage
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            Code::Usage
+        }
+    }
+}
+
+fn render(input: &Path, e: &Estimate) -> String {
+    let mut text = format!(
+        "estimate for {} ({} requests; no network call, nothing stored)\n  {:<34} {:>8} {:>12} {:>12} {:>8} {:>13} {:>13} {:>13}\n",
+        input.display(),
+        e.requests,
+        "provider/model",
+        "requests",
+        "in tokens",
+        "out (max)",
+        "batches",
+        "batch price",
+        "real-time",
+        "worst case"
+    );
+    for m in &e.models {
+        text.push_str(&format!(
+            "  {:<34} {:>8} {:>12} {:>12} {:>8} {:>13} {:>13} {:>13}{}\n",
+            format!("{}/{}", m.provider, m.model),
+            m.requests,
+            m.input_tokens,
+            m.output_tokens_max,
+            m.batches,
+            format!("${:.4}", m.cost_batch_usd),
+            format!("${:.4}", m.cost_realtime_usd),
+            format!("${:.4}", m.worst_case_usd),
+            if m.priced {
+                ""
+            } else {
+                "  (no price in the catalog)"
+            }
+        ));
+    }
+    let t = &e.total;
+    text.push_str(&format!(
+        "  {:<34} {:>8} {:>12} {:>12} {:>8} {:>13} {:>13} {:>13}\n",
+        "total",
+        t.requests,
+        t.input_tokens,
+        t.output_tokens_max,
+        t.batches,
+        format!("${:.4}", t.cost_batch_usd),
+        format!("${:.4}", t.cost_realtime_usd),
+        format!("${:.4}", t.worst_case_usd),
+    ));
+    text.push_str("  batch price: estimated input + every request at its max_tokens; worst case: what a cost cap reserves\n");
+    let mut providers: Vec<_> = e
+        .models
+        .iter()
+        .map(|m| (m.provider, m.expected_wait))
+        .collect();
+    providers.dedup();
+    for (provider, wait) in providers {
+        text.push_str(&format!("  wait for {provider}: {wait}\n"));
+    }
+    text.trim_end().to_owned()
+}

@@ -1,0 +1,206 @@
+//! `volley estimate` and `volley run --dry-run`: what a run would cost and how it would be
+//! batched, computed from the input alone (no network call).
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use volley_types::{Mode, ProviderKind, Usage};
+
+use crate::catalog::Catalog;
+use crate::estimate;
+use crate::input::InputRequest;
+use crate::plan::Packer;
+use crate::provider::BatchLimits;
+use crate::store::PendingRequest;
+
+/// The estimate for one provider and model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelEstimate {
+    /// Provider.
+    pub provider: ProviderKind,
+    /// Model id.
+    pub model: String,
+    /// Requests.
+    pub requests: u64,
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// Output tokens if every request used its `max_tokens`.
+    pub output_tokens_max: u64,
+    /// Provider batches the planner would make.
+    pub batches: u64,
+    /// Estimated input + maximal output, at batch prices.
+    pub cost_batch_usd: f64,
+    /// The same at real-time prices.
+    pub cost_realtime_usd: f64,
+    /// The amount a cost cap reserves: an upper bound on input + maximal output, at batch prices.
+    pub worst_case_usd: f64,
+    /// Whether the catalog has prices for the model.
+    pub priced: bool,
+    /// How long the provider takes.
+    pub expected_wait: &'static str,
+}
+
+/// The estimate of a whole input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Requests.
+    pub requests: u64,
+    /// Per provider and model.
+    pub models: Vec<ModelEstimate>,
+    /// Totals (provider and model fields empty).
+    pub total: Totals,
+}
+
+/// Totals of an estimate.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Requests.
+    pub requests: u64,
+    /// Estimated input tokens.
+    pub input_tokens: u64,
+    /// Maximal output tokens.
+    pub output_tokens_max: u64,
+    /// Provider batches.
+    pub batches: u64,
+    /// At batch prices.
+    pub cost_batch_usd: f64,
+    /// At real-time prices.
+    pub cost_realtime_usd: f64,
+    /// Worst case at batch prices.
+    pub worst_case_usd: f64,
+}
+
+struct Group {
+    estimate: ModelEstimate,
+    packer: Packer,
+}
+
+/// Accumulates requests into an [`Estimate`]; memory grows with the number of models only.
+pub struct Estimator<'c> {
+    catalog: &'c Catalog,
+    max_batch_requests: Option<u64>,
+    groups: BTreeMap<(ProviderKind, String), Group>,
+    seq: u64,
+}
+
+impl<'c> Estimator<'c> {
+    /// An empty estimate.
+    pub fn new(catalog: &'c Catalog, max_batch_requests: Option<u64>) -> Self {
+        Self {
+            catalog,
+            max_batch_requests,
+            groups: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Adds one validated request; `wire_bytes` is its size in the provider's batch body.
+    pub fn add(&mut self, item: &InputRequest, wire_bytes: u64) {
+        let request = &item.request;
+        let key = (item.provider, request.model.clone());
+        let catalog = self.catalog;
+        let max_batch_requests = self.max_batch_requests;
+        let group = self.groups.entry(key).or_insert_with(|| {
+            let settings = catalog.provider(item.provider);
+            Group {
+                estimate: ModelEstimate {
+                    provider: item.provider,
+                    model: request.model.clone(),
+                    requests: 0,
+                    input_tokens: 0,
+                    output_tokens_max: 0,
+                    batches: 0,
+                    cost_batch_usd: 0.0,
+                    cost_realtime_usd: 0.0,
+                    worst_case_usd: 0.0,
+                    priced: catalog
+                        .model(&request.model)
+                        .is_some_and(|m| m.provider == item.provider),
+                    expected_wait: expected_wait(item.provider),
+                },
+                packer: Packer::new(
+                    BatchLimits {
+                        max_requests: settings.max_requests_per_batch,
+                        max_bytes: settings.max_bytes_per_batch,
+                    },
+                    max_batch_requests,
+                ),
+            }
+        });
+        let input = estimate::input_tokens(request);
+        let output = u64::from(request.max_tokens);
+        let e = &mut group.estimate;
+        e.requests += 1;
+        e.input_tokens += input;
+        e.output_tokens_max += output;
+        let usage = |input_tokens| Usage {
+            input_tokens,
+            output_tokens: output,
+            ..Usage::default()
+        };
+        e.cost_batch_usd += catalog.cost(item.provider, &request.model, &usage(input), Mode::Batch);
+        e.cost_realtime_usd +=
+            catalog.cost(item.provider, &request.model, &usage(input), Mode::Realtime);
+        e.worst_case_usd += worst_case_cost(catalog, item.provider, request);
+        if group
+            .packer
+            .push(PendingRequest {
+                seq: self.seq,
+                wire_bytes,
+                est_input_tokens: input,
+                max_tokens: output,
+            })
+            .is_some()
+        {
+            e.batches += 1;
+        }
+        self.seq += 1;
+    }
+
+    /// The finished estimate.
+    pub fn finish(self) -> Estimate {
+        let mut total = Totals::default();
+        let models: Vec<ModelEstimate> = self
+            .groups
+            .into_values()
+            .map(|group| {
+                let mut e = group.estimate;
+                e.batches += u64::from(group.packer.finish().is_some());
+                total.requests += e.requests;
+                total.input_tokens += e.input_tokens;
+                total.output_tokens_max += e.output_tokens_max;
+                total.batches += e.batches;
+                total.cost_batch_usd += e.cost_batch_usd;
+                total.cost_realtime_usd += e.cost_realtime_usd;
+                total.worst_case_usd += e.worst_case_usd;
+                e
+            })
+            .collect();
+        Estimate {
+            requests: total.requests,
+            models,
+            total,
+        }
+    }
+}
+
+/// The most a request can cost in batch mode: the input bound plus `max_tokens` output.
+pub fn worst_case_cost(
+    catalog: &Catalog,
+    provider: ProviderKind,
+    request: &volley_types::Request,
+) -> f64 {
+    let usage = Usage {
+        input_tokens: estimate::input_tokens_bound(request),
+        output_tokens: u64::from(request.max_tokens),
+        ..Usage::default()
+    };
+    catalog.cost(provider, &request.model, &usage, Mode::Batch)
+}
+
+fn expected_wait(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::Anthropic => "most batches within 1 h; at most 24 h",
+        ProviderKind::OpenAi => "within the 24 h completion window",
+        ProviderKind::Gemini => "target 24 h; expires after 48 h",
+    }
+}
