@@ -521,3 +521,35 @@ async fn error_and_expired_rates_decide_per_submission() {
     let s = half.stats();
     assert_eq!(s.duplicate_submissions, s.requests_submitted - 40);
 }
+
+/// The lifecycle runs on tokio time: with a paused clock nothing really waits.
+#[tokio::test(start_paused = true)]
+async fn paused_clock_drives_the_lifecycle() {
+    let sim = sim(2_000).await;
+    let mut api = Api::new(&sim);
+    // No client timeout: a paused clock auto-advances while waiting on sockets.
+    api.http = reqwest::Client::builder().build().unwrap();
+    let b = api.create(requests("p", 2)).await;
+    let id = b["id"].as_str().unwrap();
+    tokio::time::advance(Duration::from_millis(1_999)).await;
+    let r = api.get(&format!("/v1/messages/batches/{id}")).await;
+    assert_eq!(r.body["processing_status"], "in_progress");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let r = api.get(&format!("/v1/messages/batches/{id}")).await;
+    assert_eq!(r.body["processing_status"], "ended");
+    assert_eq!(counts(&r.body), (0, 2, 0, 0, 0));
+    let started = std::time::Instant::now();
+    let c = api.create(requests("q", 1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = api
+        .get(&format!(
+            "/v1/messages/batches/{}",
+            c["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.body["processing_status"], "ended");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "waited for real"
+    );
+}

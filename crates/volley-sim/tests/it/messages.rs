@@ -253,3 +253,30 @@ async fn unknown_routes_are_not_found_errors() {
     assert_eq!(r.status, 405);
     assert_eq!(r.body["type"], "error");
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_request_too_large() {
+    let sim = sim(50).await;
+    let api = Api::new(&sim);
+    // 33 MB against the 32 MB limit of /v1/messages (batches allow 256 MB).
+    let big = format!(
+        r#"{{"model":"m","max_tokens":5,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "a".repeat(33 * 1024 * 1024)
+    );
+    let resp = api
+        .http
+        .post(format!("{}/v1/messages", sim.base_url()))
+        .header("x-api-key", "k")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await;
+    // The server answers before reading the body; the client usually sees the answer, but may
+    // see the connection closed while still writing.
+    if let Ok(resp) = resp {
+        assert_eq!(resp.status(), 413);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "request_too_large");
+    }
+}
