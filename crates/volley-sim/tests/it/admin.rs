@@ -121,7 +121,12 @@ async fn shutdown_stops_serving() {
     let base = sim.base_url();
     let addr = sim.addr();
     assert_eq!(base, format!("http://127.0.0.1:{}", addr.port()));
+    // An idle keep-alive connection does not hold the shutdown up.
+    let api = Api::new(&sim);
+    assert_eq!(api.get("/v1/messages/batches").await.status, 200);
+    let started = std::time::Instant::now();
     sim.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     let r = crate::support::http()
         .get(format!("{base}/_sim/stats"))
         .send()
