@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import anthropic
 from anthropic import Anthropic, AsyncAnthropic
-from anthropic.types import Message, MessageTokensCount, TextBlock, ToolUseBlock
+from anthropic.types import CitationCharLocation, Message, MessageTokensCount, TextBlock, ToolUseBlock
 from anthropic.types.beta.messages import (
     BetaDeletedMessageBatch,
     BetaMessageBatch,
@@ -210,6 +210,24 @@ def messages_tool_use() -> None:
     block = m.content[0]
     expect(isinstance(block, ToolUseBlock) and block.name == "record", f"{block}")
     expect(block.input == {"label": "a"} and m.stop_reason == "tool_use", f"{block.input}")
+
+
+@check
+def messages_citations() -> None:
+    doc = {
+        "type": "document",
+        "title": "Facts",
+        "citations": {"enabled": True},
+        "source": {"type": "text", "media_type": "text/plain", "data": "Water boils at 100 C. Ice melts at 0 C."},
+    }
+    m = client().messages.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=[{"role": "user", "content": [doc, {"type": "text", "text": "When does water boil?"}]}],
+    )
+    cites = m.content[0].citations
+    expect(cites is not None and isinstance(cites[0], CitationCharLocation), f"{cites}")
+    expect(cites[0].cited_text == "Water boils at 100 C." and cites[0].document_index == 0, f"{cites[0]}")
 
 
 @check

@@ -171,6 +171,9 @@ pub(crate) fn content_hash(seed: u64, params: &Value) -> u64 {
 pub(crate) enum Block {
     Text {
         text: String,
+        /// Only when the request enabled citations on its documents.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        citations: Option<Vec<Value>>,
     },
     ToolUse {
         id: String,
@@ -185,6 +188,85 @@ pub(crate) struct Answer {
     pub(crate) content: Vec<Block>,
     pub(crate) stop_reason: &'static str,
     pub(crate) output_tokens: u64,
+}
+
+impl Answer {
+    /// Attaches a citation to the text blocks (requests with citations enabled).
+    pub(crate) fn cite(&mut self, citation: &Value) {
+        for block in &mut self.content {
+            if let Block::Text { citations, .. } = block {
+                *citations = Some(vec![citation.clone()]);
+            }
+        }
+    }
+}
+
+/// The citation an answer carries when the request enabled citations on a document: the
+/// first such document is cited (its first sentence for plain text, its first block for custom
+/// content, its first page for PDFs and documents given by URL or file id).
+pub(crate) fn citation_of(params: &Value) -> Option<Value> {
+    let documents = params
+        .get("messages")
+        .and_then(Value::as_array)?
+        .iter()
+        .filter_map(|m| m.get("content").and_then(Value::as_array))
+        .flatten()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("document"));
+    for (index, doc) in documents.enumerate() {
+        let enabled = doc
+            .get("citations")
+            .and_then(|c| c.get("enabled"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if !enabled {
+            continue;
+        }
+        let title = doc.get("title").cloned().unwrap_or(Value::Null);
+        let source = doc.get("source").unwrap_or(&Value::Null);
+        let file_id = source.get("file_id").cloned();
+        let mut c = match source.get("type").and_then(Value::as_str) {
+            Some("text") => {
+                let data = source.get("data").and_then(Value::as_str).unwrap_or("");
+                let cited = first_sentence(data);
+                serde_json::json!({"type": "char_location", "cited_text": cited,
+                    "document_index": index, "document_title": title,
+                    "start_char_index": 0, "end_char_index": cited.chars().count()})
+            }
+            Some("content") => {
+                let cited = match source.get("content") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Array(blocks)) => blocks
+                        .first()
+                        .and_then(|b| b.get("text"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    _ => String::new(),
+                };
+                serde_json::json!({"type": "content_block_location", "cited_text": cited,
+                    "document_index": index, "document_title": title,
+                    "start_block_index": 0, "end_block_index": 1})
+            }
+            _ => serde_json::json!({"type": "page_location", "cited_text": "",
+                "document_index": index, "document_title": title,
+                "start_page_number": 1, "end_page_number": 2}),
+        };
+        if let (Some(f), Some(obj)) = (file_id, c.as_object_mut()) {
+            obj.insert("file_id".into(), f);
+        }
+        return Some(c);
+    }
+    None
+}
+
+/// Up to and including the first period, at most 200 characters.
+fn first_sentence(s: &str) -> &str {
+    let limit = s.char_indices().nth(200).map_or(s.len(), |(i, _)| i);
+    let head = &s[..limit];
+    match head.find('.') {
+        Some(i) => &head[..=i],
+        None => head,
+    }
 }
 
 /// Generates the answer for a request with this style and content hash.
@@ -223,13 +305,19 @@ fn text_answer(mut text: String, max_tokens: u64) -> Answer {
         let keep = truncate_to_tokens(&text, max_tokens).len();
         text.truncate(keep);
         Answer {
-            content: vec![Block::Text { text }],
+            content: vec![Block::Text {
+                text,
+                citations: None,
+            }],
             stop_reason: "max_tokens",
             output_tokens: max_tokens,
         }
     } else {
         Answer {
-            content: vec![Block::Text { text }],
+            content: vec![Block::Text {
+                text,
+                citations: None,
+            }],
             stop_reason: "end_turn",
             output_tokens: natural,
         }
@@ -286,14 +374,17 @@ mod tests {
     fn truncation_reports_max_tokens() {
         let full = generate(&Style::Sentence, 9, 10_000);
         assert_eq!(full.stop_reason, "end_turn");
-        let Block::Text { text: full_text } = &full.content[0] else {
+        let Block::Text {
+            text: full_text, ..
+        } = &full.content[0]
+        else {
             panic!()
         };
         assert_eq!(full.output_tokens, text_tokens(full_text));
         let cut = generate(&Style::Sentence, 9, 5);
         assert_eq!(cut.stop_reason, "max_tokens");
         assert_eq!(cut.output_tokens, 5);
-        let Block::Text { text } = &cut.content[0] else {
+        let Block::Text { text, .. } = &cut.content[0] else {
             panic!()
         };
         assert_eq!(text_tokens(text), 5);
@@ -332,9 +423,38 @@ mod tests {
     }
 
     #[test]
+    fn citations_point_at_the_first_enabled_document() {
+        let p = json!({"messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "Not cited."}},
+            {"type": "document", "title": "Grass", "citations": {"enabled": true},
+             "source": {"type": "text", "media_type": "text/plain", "data": "The grass is green. The sky is blue."}},
+            {"type": "text", "text": "What colour is the grass?"}]}]});
+        let c = citation_of(&p).unwrap();
+        assert_eq!(
+            c,
+            json!({"type": "char_location", "cited_text": "The grass is green.", "document_index": 1,
+                   "document_title": "Grass", "start_char_index": 0, "end_char_index": 19})
+        );
+        let pdf = json!({"messages": [{"role": "user", "content": [
+            {"type": "document", "citations": {"enabled": true},
+             "source": {"type": "file", "file_id": "file_1"}}]}]});
+        let c = citation_of(&pdf).unwrap();
+        assert_eq!(c["type"], "page_location");
+        assert_eq!(c["file_id"], "file_1");
+        assert_eq!(c["start_page_number"], 1);
+        assert!(citation_of(&json!({"messages": [{"role": "user", "content": "x"}]})).is_none());
+        let mut a = generate(&Style::Sentence, 1, 100);
+        a.cite(&c);
+        let Block::Text { citations, .. } = &a.content[0] else {
+            panic!()
+        };
+        assert_eq!(citations.as_deref(), Some(&[c][..]));
+    }
+
+    #[test]
     fn labels_are_single_words() {
         let a = generate(&Style::Label(SENTIMENT), 4, 100);
-        let Block::Text { text } = &a.content[0] else {
+        let Block::Text { text, .. } = &a.content[0] else {
             panic!()
         };
         assert!(SENTIMENT.contains(&text.as_str()));

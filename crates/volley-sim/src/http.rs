@@ -23,7 +23,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use crate::answer::{Style, content_hash, generate};
+use crate::answer::{Style, citation_of, content_hash, generate};
 use crate::config::{SimConfig, SimConfigPatch};
 use crate::hash::{StableHasher, mix2, opaque_id};
 use crate::state::{BatchData, CreateKnobs, Cursor, Fate, Inner, Rec, Refusal, Status};
@@ -396,7 +396,10 @@ async fn messages_create(
         .get("max_tokens")
         .and_then(Value::as_u64)
         .unwrap_or(1);
-    let answer = generate(&style, content_hash(seed, &params), max_tokens);
+    let mut answer = generate(&style, content_hash(seed, &params), max_tokens);
+    if let Some(citation) = citation_of(&params) {
+        answer.cite(&citation);
+    }
     let model = params.get("model").and_then(Value::as_str).unwrap_or("");
     let id = opaque_id("msg_", mix2(lock(&app.inner).next_counter(), 0x006d_7367));
     let message = MessageJson::new(id, model, &answer, request_tokens(&params), "standard");
@@ -535,6 +538,7 @@ fn prepare_batch(body: &[u8], seed: u64) -> Result<Vec<Rec>, ApiError> {
                 model,
                 style: Style::Sentence,
                 invalid: Some(message.into_boxed_str()),
+                citation: None,
                 content_hash: 0,
                 fate_hash: 0,
                 input_tokens: 0,
@@ -546,6 +550,7 @@ fn prepare_batch(body: &[u8], seed: u64) -> Result<Vec<Rec>, ApiError> {
                 model,
                 style: Style::of(&params, &mut intern_schema),
                 invalid: None,
+                citation: citation_of(&params).map(Box::new),
                 content_hash: content_hash(seed, &params),
                 fate_hash: 0,
                 input_tokens: u32::try_from(request_tokens(&params)).unwrap_or(u32::MAX),

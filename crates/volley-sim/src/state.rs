@@ -44,6 +44,8 @@ pub(crate) struct Rec {
     pub(crate) style: Style,
     /// Validation message when `fate == Invalid`.
     pub(crate) invalid: Option<Box<str>>,
+    /// The citation the answer carries (requests with citations enabled).
+    pub(crate) citation: Option<Box<serde_json::Value>>,
     pub(crate) content_hash: u64,
     pub(crate) fate_hash: u64,
     pub(crate) input_tokens: u32,
@@ -433,6 +435,7 @@ mod tests {
                 model: Arc::from("m"),
                 style: Style::Sentence,
                 invalid: None,
+                citation: None,
                 content_hash: 1,
                 fate_hash: 0,
                 input_tokens: 10,

@@ -185,8 +185,12 @@ pub(crate) fn write_result_line(
             },
         },
         Outcome::Succeeded => {
-            answer =
+            let mut generated =
                 crate::answer::generate(&rec.style, rec.content_hash, u64::from(rec.max_tokens));
+            if let Some(citation) = &rec.citation {
+                generated.cite(citation);
+            }
+            answer = generated;
             ResultJson::Succeeded {
                 message: MessageJson::new(
                     message_id(),

@@ -126,7 +126,11 @@ async fn shutdown_stops_serving() {
     assert_eq!(api.get("/v1/messages/batches").await.status, 200);
     let started = std::time::Instant::now();
     sim.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let r = crate::support::http()
         .get(format!("{base}/_sim/stats"))
         .send()

@@ -553,3 +553,30 @@ async fn paused_clock_drives_the_lifecycle() {
         "waited for real"
     );
 }
+
+#[tokio::test]
+async fn citations_come_back_when_enabled() {
+    let sim = sim(0).await;
+    let api = Api::new(&sim);
+    let mut p = params("unused");
+    p["messages"] = json!([{"role": "user", "content": [
+        {"type": "document", "title": "Facts", "citations": {"enabled": true},
+         "source": {"type": "text", "media_type": "text/plain", "data": "Water boils at 100 C. Ice melts at 0 C."}},
+        {"type": "text", "text": "When does water boil?"}]}]);
+    let b = api
+        .create(json!([{"custom_id": "cite", "params": p}, {"custom_id": "plain", "params": params("x")}]))
+        .await;
+    for line in api.results(&b).await {
+        let block = &line["result"]["message"]["content"][0];
+        if line["custom_id"] == "cite" {
+            assert_eq!(
+                block["citations"],
+                json!([{"type": "char_location", "cited_text": "Water boils at 100 C.",
+                        "document_index": 0, "document_title": "Facts",
+                        "start_char_index": 0, "end_char_index": 21}])
+            );
+        } else {
+            assert!(block.get("citations").is_none(), "{block}");
+        }
+    }
+}
