@@ -49,7 +49,7 @@ for sdk in $SDKS; do
     log "unknown SDK module '$sdk' (known: ${!PIP_SPEC[*]})"
     exit 2
   fi
-  installed="$("$VENV/bin/python" -m pip show "${spec%%==*}" 2>/dev/null | sed -n 's/^Version: //p')"
+  installed="$("$VENV/bin/python" -m pip show "${spec%%==*}" 2>/dev/null | sed -n 's/^Version: //p' || true)"
   if [[ "$installed" != "${spec##*==}" ]]; then
     missing+=("$spec")
   fi
