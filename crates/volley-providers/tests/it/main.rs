@@ -1,3 +1,4 @@
 //! The Anthropic adapter against `volley-sim`, over real HTTP.
 mod anthropic;
+mod gemini;
 mod reconcile;
