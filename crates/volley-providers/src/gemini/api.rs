@@ -488,3 +488,74 @@ impl BatchProvider for GeminiProvider {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use volley_core::retry::RetryPolicy;
+
+    use super::*;
+
+    fn provider() -> GeminiProvider {
+        GeminiProvider::new(
+            Endpoint::new("http://127.0.0.1:8080/", SecretString::from("AIza-secret")),
+            HttpClient::new(RetryPolicy::default()),
+        )
+    }
+
+    #[test]
+    fn the_key_goes_in_a_header_and_only_to_the_configured_origin() {
+        let p = provider();
+        let own = p.request("get batch", Method::GET, p.url("batches/x"));
+        assert_eq!(own.url, "http://127.0.0.1:8080/v1beta/batches/x");
+        assert!(own.headers.get("x-goog-api-key").is_some());
+        assert!(!own.url.contains("secret"));
+        let elsewhere = p.request(
+            "upload requests",
+            Method::POST,
+            "https://upload.example/upload?upload_id=1".into(),
+        );
+        assert!(elsewhere.headers.get("x-goog-api-key").is_none());
+        assert!(!format!("{p:?}").contains("secret"));
+    }
+
+    #[test]
+    fn only_reads_and_deletes_are_idempotent() {
+        let p = provider();
+        assert!(p.request("x", Method::GET, p.url("a")).idempotent);
+        assert!(p.request("x", Method::DELETE, p.url("a")).idempotent);
+        assert!(!p.request("x", Method::POST, p.url("a")).idempotent);
+    }
+
+    #[test]
+    fn batch_names_are_checked() {
+        assert_eq!(batch_name("batches/abc").unwrap(), "batches/abc");
+        assert_eq!(batch_name("abc").unwrap(), "batches/abc");
+        assert!(batch_name("batches/../files/x").is_err());
+        assert!(batch_name("").is_err());
+    }
+
+    #[tokio::test]
+    async fn unreported_keys_follow_the_reported_ones() {
+        let reported = stream::iter(vec![
+            Ok(ItemOutcome {
+                custom_id: "a".into(),
+                result: ItemResult::Expired,
+            }),
+            Err(protocol("download results", "bad line")),
+        ])
+        .boxed();
+        let keys: Arc<[String]> = vec!["a".to_owned(), "b".into(), "c".into()].into();
+        let out: Vec<_> = with_unreported(reported, Some((keys, ItemResult::Canceled)))
+            .collect()
+            .await;
+        let shown: Vec<String> = out
+            .iter()
+            .map(|o| match o {
+                Ok(o) => format!("{}={:?}", o.custom_id, o.result),
+                Err(e) => e.message.clone(),
+            })
+            .collect();
+        assert_eq!(shown, ["a=Expired", "bad line", "b=Canceled", "c=Canceled"]);
+    }
+}
