@@ -1,4 +1,5 @@
 //! The Anthropic adapter against `volley-sim`, over real HTTP.
 mod anthropic;
 mod gemini;
+mod openai;
 mod reconcile;
