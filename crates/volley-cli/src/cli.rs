@@ -78,6 +78,10 @@ pub(crate) struct RunArgs {
     /// Submissions per request before a transient failure is final.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub(crate) max_attempts: u32,
+    /// Hard cost cap in USD: a batch is submitted only if its worst case fits; requests that
+    /// cannot fit are `skipped` (exit code 3).
+    #[arg(long, value_name = "USD")]
+    pub(crate) max_cost_usd: Option<f64>,
     /// Start a new run even if an unfinished run has the same input.
     #[arg(long)]
     pub(crate) fresh: bool,

@@ -10,7 +10,6 @@ pub(crate) enum Code {
     /// The run finished with failed items.
     Failed = 2,
     /// The cost cap stopped the run.
-    #[allow(dead_code)] // the cost cap arrives with issue #5
     CostCap = 3,
     /// Interrupted; state saved.
     Interrupted = 130,

@@ -189,14 +189,14 @@ impl Reporter {
                     String::new()
                 };
                 self.line(&format!(
-                    "  collected {batch_id}: {finished} done{retried}, ${cost_usd:.4}"
+                    "  collected {batch_id}: {finished} done{retried}, ${cost_usd:.6}"
                 ));
             }
             Event::Progress(counts) => self.bar.set_position(counts.done()),
             Event::Warning(message) => self.line(&format!("  warning: {message}")),
         }
         self.bar.set_message(format!(
-            "{} batch(es) running, ${:.4}",
+            "{} batch(es) running, ${:.6}",
             state.running, state.cost
         ));
     }

@@ -28,7 +28,7 @@ use crate::provider::{
 };
 use crate::retry::RetryPolicy;
 use crate::run_id::batch_id;
-use crate::store::{BatchItem, BatchRecord, Group, NewBatch, Outcome, Store};
+use crate::store::{Admission, BatchItem, BatchRecord, Group, NewBatch, Outcome, Store};
 use crate::{ProviderError, StoreError};
 
 /// Engine settings.
@@ -102,6 +102,8 @@ pub enum EngineError {
 enum BatchError {
     /// Try this batch again after a pause.
     Transient(String),
+    /// Not an error: the batch waits for room under the cost cap.
+    Wait,
     /// Stop the run.
     Fatal(EngineError),
 }
@@ -110,6 +112,13 @@ impl From<StoreError> for BatchError {
     fn from(e: StoreError) -> Self {
         Self::Fatal(e.into())
     }
+}
+
+/// The per-run limits a batch task needs.
+#[derive(Debug, Clone, Copy)]
+struct RunLimits {
+    max_attempts: u32,
+    max_cost_usd: Option<f64>,
 }
 
 struct Inner {
@@ -170,13 +179,16 @@ impl Engine {
         let result = loop {
             if !shutdown.is_cancelled() {
                 next_batch = self.plan(run_id, next_batch).await?;
-                let max_attempts = run.options.max_attempts.max(1);
+                let limits = RunLimits {
+                    max_attempts: run.options.max_attempts.max(1),
+                    max_cost_usd: run.options.max_cost_usd,
+                };
                 self.spawn_ready(
                     run_id,
                     &mut tasks,
                     &mut active,
                     &not_before,
-                    max_attempts,
+                    limits,
                     &shutdown,
                 )
                 .await?;
@@ -200,6 +212,10 @@ impl Engine {
                     active.remove(&batch);
                     match outcome {
                         Ok(()) => { not_before.remove(&batch); }
+                        Err(BatchError::Wait) => {
+                            let at = Instant::now() + inner.config.poll.initial;
+                            not_before.insert(batch, (at, 0));
+                        }
                         Err(BatchError::Transient(message)) => {
                             let tries = not_before.get(&batch).map_or(0, |(_, n)| *n);
                             let delay = inner.config.retry.delay(tries, None)
@@ -312,7 +328,7 @@ impl Engine {
         tasks: &mut JoinSet<(String, Result<(), BatchError>)>,
         active: &mut HashMap<String, ProviderKind>,
         not_before: &HashMap<String, (Instant, u32)>,
-        max_attempts: u32,
+        limits: RunLimits,
         shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
         let now = Instant::now();
@@ -350,9 +366,7 @@ impl Engine {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let id = batch.id.clone();
-                let outcome = engine
-                    .drive_batch(provider, batch, max_attempts, shutdown)
-                    .await;
+                let outcome = engine.drive_batch(provider, batch, limits, shutdown).await;
                 (id, outcome)
             });
         }
@@ -364,9 +378,10 @@ impl Engine {
         &self,
         provider: Arc<dyn BatchProvider>,
         batch: BatchRecord,
-        max_attempts: u32,
+        limits: RunLimits,
         shutdown: CancellationToken,
     ) -> Result<(), BatchError> {
+        let max_attempts = limits.max_attempts;
         let store = &self.inner.store;
         let mut items = store.batch_items(&batch.id).await?;
         let remote = match batch.state {
@@ -374,7 +389,10 @@ impl Engine {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                match self.submit(provider.as_ref(), &batch, &mut items).await? {
+                match self
+                    .submit(provider.as_ref(), &batch, &mut items, limits)
+                    .await?
+                {
                     Some(remote) => remote,
                     None => return Ok(()),
                 }
@@ -383,7 +401,10 @@ impl Engine {
                 match self.reconcile(provider.as_ref(), &batch, &items).await? {
                     Some(remote) => remote,
                     None if shutdown.is_cancelled() => return Ok(()),
-                    None => match self.submit(provider.as_ref(), &batch, &mut items).await? {
+                    None => match self
+                        .submit(provider.as_ref(), &batch, &mut items, limits)
+                        .await?
+                    {
                         Some(remote) => remote,
                         None => return Ok(()),
                     },
@@ -439,8 +460,20 @@ impl Engine {
         provider: &dyn BatchProvider,
         batch: &BatchRecord,
         items: &mut [BatchItem],
+        limits: RunLimits,
     ) -> Result<Option<RemoteBatch>, BatchError> {
         let store = &self.inner.store;
+        if let Admission::NoRoom {
+            available_usd,
+            needed_usd,
+        } = store
+            .begin_submit(&batch.id, Timestamp::now(), limits.max_cost_usd)
+            .await?
+        {
+            return self
+                .no_room(batch, items, limits, available_usd, needed_usd)
+                .await;
+        }
         let submission_items: Vec<SubmissionItem> = items
             .iter()
             .map(|i| SubmissionItem {
@@ -448,7 +481,6 @@ impl Engine {
                 request: i.request.clone(),
             })
             .collect();
-        store.begin_submit(&batch.id, Timestamp::now()).await?;
         let created = provider
             .submit(Submission {
                 batch_id: &batch.id,
@@ -506,6 +538,58 @@ impl Engine {
             // looks for the batch before submitting again.
             Err(e) => Err(BatchError::Transient(e.to_string())),
         }
+    }
+
+    /// A batch that does not fit under the cost cap. While other batches are at the provider
+    /// it waits: their collection replaces worst-case reservations with (smaller) actual costs.
+    /// With nothing in flight, room will not grow: the batch shrinks to what fits, in input
+    /// order, and if not even its first request fits, its requests are skipped.
+    async fn no_room(
+        &self,
+        batch: &BatchRecord,
+        items: &[BatchItem],
+        limits: RunLimits,
+        available_usd: f64,
+        needed_usd: f64,
+    ) -> Result<Option<RemoteBatch>, BatchError> {
+        let store = &self.inner.store;
+        let in_flight = store.batches(&batch.run_id).await?.iter().any(|b| {
+            b.id != batch.id && matches!(b.state, BatchState::Submitting | BatchState::Submitted)
+        });
+        if in_flight {
+            return Err(BatchError::Wait);
+        }
+        let kept = store.shrink_batch(&batch.id, available_usd).await?;
+        if kept > 0 {
+            self.emit(Event::Warning(format!(
+                "cost cap: batch {} shrunk to {kept} of {} requests (worst case ${needed_usd:.4}, ${available_usd:.4} left)",
+                batch.id,
+                items.len()
+            )));
+            return Err(BatchError::Wait);
+        }
+        let cap = limits.max_cost_usd.unwrap_or_default();
+        let info = ErrorInfo {
+            kind: ErrorKind::CostCap,
+            message: format!(
+                "not submitted: the cost cap of ${cap:.4} leaves ${available_usd:.4}, less than this request's worst case"
+            ),
+            provider_status: None,
+        };
+        let outcomes: Vec<Outcome> = items
+            .iter()
+            .map(|item| {
+                self.final_line(batch, item, ResultStatus::Skipped, None, Some(info.clone()))
+            })
+            .collect();
+        store.record_outcomes(&batch.id, &outcomes).await?;
+        store.close_batch(&batch.id, BatchState::Rejected).await?;
+        self.emit(Event::Warning(format!(
+            "cost cap reached: {} request(s) skipped (batch {})",
+            items.len(),
+            batch.id
+        )));
+        Ok(None)
     }
 
     /// A `submitting` batch after a crash or a lost answer: find it at the provider, or

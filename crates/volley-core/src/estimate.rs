@@ -36,30 +36,6 @@ pub fn input_tokens(request: &Request) -> u64 {
     tokens + chars.div_ceil(CHARS_PER_TOKEN) as u64
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use volley_types::Message;
-
-    #[test]
-    fn grows_with_text() {
-        let mut r = Request {
-            id: "a".into(),
-            model: "m".into(),
-            messages: vec![Message::user("x".repeat(400))],
-            system: None,
-            max_tokens: 10,
-            temperature: None,
-            schema: None,
-            citations: false,
-            metadata: None,
-        };
-        assert_eq!(input_tokens(&r), 8 + 4 + 100);
-        r.system = Some("y".repeat(40));
-        assert_eq!(input_tokens(&r), 8 + 4 + 110);
-    }
-}
-
 /// Tokens a provider may add per message, at most (role markers, separators).
 const BOUND_PER_MESSAGE: u64 = 16;
 /// Tokens a provider may add per request, at most.
@@ -97,4 +73,33 @@ pub fn input_tokens_bound(request: &Request) -> u64 {
         }
     }
     tokens
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_types::Message;
+
+    #[test]
+    fn grows_with_text() {
+        let mut r = Request {
+            id: "a".into(),
+            model: "m".into(),
+            messages: vec![Message::user("x".repeat(400))],
+            system: None,
+            max_tokens: 10,
+            temperature: None,
+            schema: None,
+            citations: false,
+            metadata: None,
+        };
+        assert_eq!(input_tokens(&r), 8 + 4 + 100);
+        r.system = Some("y".repeat(40));
+        assert_eq!(input_tokens(&r), 8 + 4 + 110);
+        // The bound: one token per byte plus framing, always above the estimate.
+        assert_eq!(input_tokens_bound(&r), 64 + 40 + 16 + 400);
+        r.schema = Some(serde_json::json!({"type": "object"}));
+        assert_eq!(input_tokens_bound(&r), 64 + 40 + 16 + 400 + 17);
+        assert!(input_tokens_bound(&r) > input_tokens(&r));
+    }
 }

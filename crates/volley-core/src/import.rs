@@ -10,6 +10,7 @@ use crate::StoreError;
 use crate::catalog::Catalog;
 use crate::estimate;
 use crate::input::{InputError, InputOptions, InputSource};
+use crate::plan_estimate::worst_case_cost;
 use crate::provider::{Providers, SubmissionItem};
 use crate::store::{NewRequest, Store};
 
@@ -68,6 +69,7 @@ pub async fn import(
             chunk.push(NewRequest {
                 seq: seq as u64,
                 est_input_tokens: estimate::input_tokens(&submission.request),
+                worst_cost_usd: worst_case_cost(&catalog, item.provider, &submission.request),
                 custom_id: submission.custom_id,
                 provider: item.provider,
                 request: submission.request,

@@ -85,6 +85,8 @@ pub struct NewRequest {
     pub est_input_tokens: u64,
     /// Bytes in the provider's batch body.
     pub wire_bytes: u64,
+    /// The most this request can cost at batch prices (reserved against a cost cap).
+    pub worst_cost_usd: f64,
 }
 
 /// A provider and model: requests of one group may share a batch.
@@ -187,6 +189,20 @@ pub enum Outcome {
     },
 }
 
+/// Whether a batch fits under the run's cost cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admission {
+    /// The intent is stored and the batch's worst case is reserved.
+    Admitted,
+    /// Not enough room: nothing was stored.
+    NoRoom {
+        /// Cap minus actual costs and open reservations.
+        available_usd: f64,
+        /// The batch's worst case.
+        needed_usd: f64,
+    },
+}
+
 /// volley's durable state.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -234,8 +250,22 @@ pub trait Store: Send + Sync {
     /// The requests of a batch, in seq order.
     async fn batch_items(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError>;
 
-    /// Intent: the create call is about to be made.
-    async fn begin_submit(&self, batch_id: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// Intent: the create call is about to be made. With a cap, the batch's worst case is
+    /// reserved in the same transaction, or nothing is written and `NoRoom` says why. The cap
+    /// counts the run's actual costs and every open reservation, so it holds across restarts
+    /// and across processes sharing the store.
+    async fn begin_submit(
+        &self,
+        batch_id: &str,
+        at: Timestamp,
+        cap_usd: Option<f64>,
+    ) -> Result<Admission, StoreError>;
+    /// Keeps the longest prefix (in input order) of a planned batch whose worst case fits in
+    /// `budget_usd`; the rest goes back to pending. Returns how many requests it kept. If not
+    /// even the first request fits, nothing changes and 0 is returned.
+    async fn shrink_batch(&self, batch_id: &str, budget_usd: f64) -> Result<u64, StoreError>;
+    /// Worst case reserved by batches not yet collected.
+    async fn reserved_usd(&self, run_id: &str) -> Result<f64, StoreError>;
     /// The provider created it: record its id; count the attempt on every item.
     async fn confirm_submit(
         &self,
@@ -243,14 +273,16 @@ pub trait Store: Send + Sync {
         provider_batch_id: &str,
         provider_status: &str,
     ) -> Result<(), StoreError>;
-    /// The create call certainly did not create anything: back to planned.
+    /// The create call certainly did not create anything: back to planned, reservation
+    /// released.
     async fn abort_submit(&self, batch_id: &str) -> Result<(), StoreError>;
     /// Records the provider's latest status word.
     async fn set_provider_status(&self, batch_id: &str, status: &str) -> Result<(), StoreError>;
     /// Applies collection outcomes; idempotent (only items still in this batch change).
     async fn record_outcomes(&self, batch_id: &str, outcomes: &[Outcome])
     -> Result<(), StoreError>;
-    /// Closes a batch (`collected` or `rejected`) and books its cost in the ledger.
+    /// Closes a batch (`collected` or `rejected`): books its actual cost in the ledger and
+    /// releases its reservation.
     async fn close_batch(&self, batch_id: &str, state: BatchState) -> Result<(), StoreError>;
 
     /// Result lines with `seq > after_seq`, in input order.

@@ -6,11 +6,13 @@
 //! writers in other processes wait up to [`BUSY_TIMEOUT`]. Reads use a separate pool and run
 //! next to the writer thanks to WAL.
 //!
-//! The SQL uses `$n` placeholders, `ON CONFLICT`, CTEs and `UPDATE … FROM`, which SQLite and
-//! Postgres both accept, so a Postgres store can share most statements.
+//! The SQL uses `$n` placeholders, `ON CONFLICT … DO NOTHING / DO UPDATE` and JSON aggregation,
+//! which SQLite and Postgres both accept, so a Postgres store can share most statements. The generated
+//! multi-row statements are the exception: they use `?` (see [`values`]).
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +25,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use volley_core::StoreError;
 use volley_core::store::{
+    Admission,
     BatchItem, BatchRecord, Group, NewBatch, NewRequest, NewRun, Outcome, PendingRequest,
     RunOptions, RunRecord, Store,
 };
@@ -37,10 +40,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reader connections per store.
 const READERS: u32 = 4;
-/// Rows per multi-row `INSERT` of requests (9 parameters each; SQLite allows 32 766).
-const REQUEST_ROWS: usize = 500;
-/// Outcomes per statement group in [`Store::record_outcomes`] (at most 4 parameters each).
-const OUTCOME_ROWS: usize = 500;
+/// Most rows per multi-row statement (at most 10 parameters a row; SQLite allows 32 766).
+const MAX_ROWS: usize = 512;
+/// Prepared statements kept per connection: the multi-row shapes of [`pieces`] and the rest.
+const STATEMENT_CACHE: usize = 256;
+
+/// Rows per JSON page read by [`Store::batch_items`] and [`Store::results`].
+const PAGE: u64 = 5_000;
 
 /// Timestamps are stored as fixed-width RFC 3339 (UTC, milliseconds), so text order is time order.
 const PRINTER: DateTimePrinter = DateTimePrinter::new().precision(Some(3));
@@ -93,6 +99,7 @@ impl SqliteStore {
             Location::Memory => {
                 let options = SqliteConnectOptions::from_str("sqlite::memory:")
                     .map_err(|e| fail(e.to_string()))?
+                    .statement_cache_capacity(STATEMENT_CACHE)
                     .foreign_keys(true)
                     .busy_timeout(BUSY_TIMEOUT);
                 // The database lives as long as its connection: keep exactly one, forever.
@@ -116,11 +123,26 @@ impl SqliteStore {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(BUSY_TIMEOUT)
-                    .pragma("temp_store", "memory");
+                    .statement_cache_capacity(STATEMENT_CACHE)
+                    .pragma("temp_store", "memory")
+                    // Checkpoint every 40 MB of WAL instead of every 4 MB: a page updated
+                    // many times in between is copied back once (import and collection
+                    // rewrite the same pages again and again).
+                    .pragma("wal_autocheckpoint", "10000")
+                    // Readers: 8 MiB of page cache each.
+                    .pragma("cache_size", "-8192");
+                let mut options = options;
+                if let Ok(extra) = std::env::var("VOLLEY_STORE_PRAGMAS") {
+                    for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
+                        let (k, v) = kv.split_once('=').unwrap();
+                        options = options.pragma(k.to_owned(), v.to_owned());
+                    }
+                }
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options.clone().pragma("cache_size", "-32768"))
+                    // The writer: 64 MiB of page cache (bounded, so memory stays flat).
+                    .connect_with(options.clone().pragma("cache_size", "-65536"))
                     .await
                     .map_err(|e| fail(format!("open: {e}")))?;
                 let reader = SqlitePoolOptions::new()
@@ -215,6 +237,31 @@ impl SqliteStore {
         Ok((run_id, state, remote))
     }
 
+    /// Releases a batch's open reservation (ledger 'release'); a no-op when none is open.
+    async fn release_reservation(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        batch_id: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO ledger (run_id, batch_id, kind, amount_usd, created_at) \
+             SELECT run_id, id, 'release', reserved_usd, $2 FROM batches \
+             WHERE id = $1 AND reserved_usd > 0",
+        )
+        .bind(batch_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(self.db("release a reservation"))?;
+        sqlx::query("UPDATE batches SET reserved_usd = 0 WHERE id = $1")
+            .bind(batch_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(self.db("release a reservation"))?;
+        Ok(())
+    }
+
     fn wrong_state(&self, batch_id: &str, state: BatchState, action: &str) -> StoreError {
         StoreError::Database {
             location: self.location.clone(),
@@ -245,32 +292,43 @@ fn create_parent(path: &Path) -> Result<(), String> {
     }
 }
 
-/// `($a, $a+1, …), (…)`: `rows` tuples of `cols` placeholders numbered from `first`.
-fn values(rows: usize, cols: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * cols * 7);
-    let mut n = first;
+/// `(?, ?, …), (…)`: `rows` tuples of `cols` anonymous placeholders.
+///
+/// Multi-row statements use `?`, not `$n`: SQLite looks a named parameter up by a linear scan
+/// of the statement's parameter names, so binding thousands of `$n` costs O(n²) (half of the
+/// import time in a profile). Their parameters are bound in textual order. A Postgres store
+/// builds the same statements with `$n`.
+fn values(rows: usize, cols: usize) -> String {
+    let mut tuple = String::with_capacity(cols * 3 + 2);
+    tuple.push('(');
+    for col in 0..cols {
+        tuple.push_str(if col == 0 { "?" } else { ", ?" });
+    }
+    tuple.push(')');
+    let mut sql = String::with_capacity(rows * (tuple.len() + 2));
     for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..cols {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&n.to_string());
-            n += 1;
+        if row > 0 {
+            sql.push_str(", ");
         }
-        sql.push(')');
+        sql.push_str(&tuple);
     }
     sql
 }
 
 fn insert_requests_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO requests (run_id, seq, id, custom_id, provider, model, body, \
-         est_input_tokens, max_tokens, wire_bytes) VALUES {} \
+        "INSERT INTO requests (run_id, seq, id, custom_id, provider, model, \
+         est_input_tokens, max_tokens, wire_bytes, worst_cost_usd) VALUES {} \
          ON CONFLICT (run_id, seq) DO NOTHING",
-        // $1 is the run id, shared by every row.
-        values(rows, 9, 2).replace("($", "($1, $")
+        values(rows, 10)
+    )
+}
+
+fn insert_bodies_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO request_bodies (run_id, seq, body) VALUES {} \
+         ON CONFLICT (run_id, seq) DO NOTHING",
+        values(rows, 3)
     )
 }
 
@@ -365,37 +423,44 @@ impl Store for SqliteStore {
         if requests.is_empty() {
             return Ok(());
         }
-        let bodies = requests
+        let mut bodies = requests
             .iter()
             .map(|r| serde_json::to_string(&r.request))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("request body: {e}")))?;
+            .map_err(|e| StoreError::Corrupt(format!("request body: {e}")))?
+            .into_iter();
+        // sqlx copies every borrowed string it binds; shared ones are bound as one Arc.
+        let run: Arc<str> = Arc::from(run_id);
+        let mut interned = Interned::default();
         let mut tx = self.write().await?;
         self.require_run(&mut tx, run_id).await?;
-        for (chunk, bodies) in requests
-            .chunks(REQUEST_ROWS)
-            .zip(bodies.chunks(REQUEST_ROWS))
-        {
-            let sql = insert_requests_sql(chunk.len());
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .persistent(chunk.len() == REQUEST_ROWS)
-                .bind(run_id);
-            for (r, body) in chunk.iter().zip(bodies) {
+        for chunk in pieces(requests) {
+            let mut query = sqlx::query(AssertSqlSafe(insert_requests_sql(chunk.len())));
+            for r in chunk {
                 query = query
+                    .bind(run.clone())
                     .bind(int(r.seq))
                     .bind(r.request.id.as_str())
                     .bind(r.custom_id.as_str())
-                    .bind(r.provider.as_str())
-                    .bind(r.request.model.as_str())
-                    .bind(body.as_str())
+                    .bind(interned.get(r.provider.as_str()))
+                    .bind(interned.get(&r.request.model))
                     .bind(int(r.est_input_tokens))
                     .bind(i64::from(r.request.max_tokens))
-                    .bind(int(r.wire_bytes));
+                    .bind(int(r.wire_bytes))
+                    .bind(r.worst_cost_usd);
             }
             query
                 .execute(&mut *tx)
                 .await
                 .map_err(self.db("insert requests"))?;
+            let mut query = sqlx::query(AssertSqlSafe(insert_bodies_sql(chunk.len())));
+            for (r, body) in chunk.iter().zip(bodies.by_ref()) {
+                query = query.bind(run.clone()).bind(int(r.seq)).bind(body);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("insert request bodies"))?;
         }
         self.commit(tx).await
     }
@@ -499,8 +564,10 @@ impl Store for SqliteStore {
         self.commit(tx).await
     }
 
+    /// Finals come from `run_counts` (kept by [`Store::record_outcomes`]), so this reads a
+    /// handful of rows whatever the run's size; `pending` is the rest of the total.
     async fn counts(&self, run_id: &str) -> Result<Counts, StoreError> {
-        // One read transaction, so the total and the states are one snapshot.
+        // One read transaction, so the total and the finals are one snapshot.
         let mut tx = self
             .reader
             .begin()
@@ -514,43 +581,45 @@ impl Store for SqliteStore {
         let Some(total) = total else {
             return Err(StoreError::NotFound(format!("run `{run_id}`")));
         };
-        let rows =
-            sqlx::query("SELECT state, COUNT(*) FROM requests WHERE run_id = $1 GROUP BY state")
+        let total = match total {
+            Some(total) => total,
+            // While importing, the total is what has arrived so far.
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE run_id = $1")
                 .bind(run_id)
-                .fetch_all(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(self.db("count requests"))?;
-        tx.commit().await.map_err(self.db("count requests"))?;
-        let mut counts = Counts::default();
-        let mut imported = 0;
-        for row in rows {
-            let state: String = row.try_get(0).map_err(self.db("count requests"))?;
-            let n = uint(row.try_get(1).map_err(self.db("count requests"))?, "count")?;
-            imported += n;
-            match state.as_str() {
-                "pending" | "batched" => counts.pending += n,
-                other => counts.add(
-                    ResultStatus::parse(other).ok_or_else(|| {
-                        StoreError::Corrupt(format!("run {run_id}: request state `{other}`"))
-                    })?,
-                    n,
-                ),
-            }
-        }
-        // While importing, the total is what has arrived so far.
-        counts.total = match total {
-            Some(total) => uint(total, "total")?,
-            None => imported,
+                .map_err(self.db("count requests"))?,
         };
+        let rows = sqlx::query("SELECT status, n FROM run_counts WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.db("count requests"))?;
+        tx.commit().await.map_err(self.db("count requests"))?;
+        let mut counts = Counts {
+            total: uint(total, "total")?,
+            ..Counts::default()
+        };
+        for row in rows {
+            let status: String = row.try_get(0).map_err(self.db("count requests"))?;
+            let n = uint(row.try_get(1).map_err(self.db("count requests"))?, "count")?;
+            let status = ResultStatus::parse(&status).ok_or_else(|| {
+                StoreError::Corrupt(format!("run {run_id}: status `{status}` in run_counts"))
+            })?;
+            counts.add(status, n);
+        }
+        counts.pending = counts.total.saturating_sub(counts.done());
         Ok(counts)
     }
 
     async fn run_cost(&self, run_id: &str) -> Result<f64, StoreError> {
-        sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM results WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(self.db("sum a run's cost"))
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM run_counts WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(self.db("sum a run's cost"))
     }
 
     async fn pending_groups(&self, run_id: &str) -> Result<Vec<Group>, StoreError> {
@@ -580,33 +649,33 @@ impl Store for SqliteStore {
         after_seq: Option<u64>,
         limit: u64,
     ) -> Result<Vec<PendingRequest>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, wire_bytes, est_input_tokens, max_tokens FROM requests \
-             WHERE run_id = $1 AND state = 'pending' AND provider = $2 AND model = $3 \
-             AND seq > $4 ORDER BY seq LIMIT $5",
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(seq, wire_bytes, est_input_tokens, max_tokens) \
+                                     ORDER BY seq) \
+             FROM (SELECT seq, wire_bytes, est_input_tokens, max_tokens FROM requests \
+                   WHERE run_id = $1 AND state = 'pending' AND provider = $2 AND model = $3 \
+                   AND seq > $4 ORDER BY seq LIMIT $5)",
         )
         .bind(run_id)
         .bind(group.provider.as_str())
         .bind(group.model.as_str())
         .bind(after_seq.map_or(-1, int))
         .bind(int(limit))
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await
         .map_err(self.db("list pending requests"))?;
-        rows.iter()
-            .map(|row| {
-                let get = |i: usize| -> Result<u64, StoreError> {
-                    let v: i64 = row.try_get(i).map_err(self.db("list pending requests"))?;
-                    uint(v, "request field")
-                };
-                Ok(PendingRequest {
-                    seq: get(0)?,
-                    wire_bytes: get(1)?,
-                    est_input_tokens: get(2)?,
-                    max_tokens: get(3)?,
-                })
-            })
-            .collect()
+        let rows: Vec<(u64, u64, u64, u64)> = parse_page(&json, "pending requests")?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(seq, wire_bytes, est_input_tokens, max_tokens)| PendingRequest {
+                    seq,
+                    wire_bytes,
+                    est_input_tokens,
+                    max_tokens,
+                },
+            )
+            .collect())
     }
 
     /// Creates the batch and moves every pending request of its group within
@@ -700,16 +769,38 @@ impl Store for SqliteStore {
     /// partial collection, also the ones that already have their final line (requests sent
     /// back to pending have left the batch).
     async fn batch_items(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
+        // Pages of JSON arrays (one row back per page, not per request), in one snapshot.
         let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
-        let rows = sqlx::query(
-            "SELECT seq, custom_id, attempts, body FROM requests \
-             WHERE batch_id = $1 ORDER BY seq",
-        )
-        .bind(batch_id)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(self.db("read a batch's requests"))?;
-        if rows.is_empty() {
+        let mut items = Vec::new();
+        loop {
+            let json: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(seq, custom_id, attempts, json(body)) \
+                                         ORDER BY seq) \
+                 FROM (SELECT r.seq, r.custom_id, r.attempts, b.body FROM requests r \
+                       JOIN request_bodies b ON b.run_id = r.run_id AND b.seq = r.seq \
+                       WHERE r.batch_id = $1 AND r.seq > $2 ORDER BY r.seq LIMIT $3)",
+            )
+            .bind(batch_id)
+            .bind(items.last().map_or(-1, |i: &BatchItem| int(i.seq)))
+            .bind(int(PAGE))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("read a batch's requests"))?;
+            let page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
+            let more = page.len() as u64 == PAGE;
+            items.extend(page.into_iter().map(|(seq, custom_id, attempts, request)| {
+                BatchItem {
+                    seq,
+                    custom_id,
+                    attempts,
+                    request,
+                }
+            }));
+            if !more {
+                break;
+            }
+        }
+        if items.is_empty() {
             let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM batches WHERE id = $1")
                 .bind(batch_id)
                 .fetch_optional(&mut *tx)
@@ -720,32 +811,50 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await.map_err(self.db("read a batch"))?;
-        rows.iter()
-            .map(|row| {
-                let seq = uint(row.try_get(0).map_err(self.db("read a batch"))?, "seq")?;
-                let attempts: i64 = row.try_get(2).map_err(self.db("read a batch"))?;
-                let body: &str = row.try_get(3).map_err(self.db("read a batch"))?;
-                Ok(BatchItem {
-                    seq,
-                    custom_id: row.try_get(1).map_err(self.db("read a batch"))?,
-                    attempts: u32::try_from(attempts).map_err(|_| {
-                        StoreError::Corrupt(format!("request {seq}: attempts {attempts}"))
-                    })?,
-                    request: serde_json::from_str::<Request>(body).map_err(|e| {
-                        StoreError::Corrupt(format!("request {seq} of batch {batch_id}: {e}"))
-                    })?,
-                })
-            })
-            .collect()
+        Ok(items)
     }
 
     /// Only from `planned`: records the open intent and moves the batch to `submitting`.
-    async fn begin_submit(&self, batch_id: &str, at: Timestamp) -> Result<(), StoreError> {
+    /// From `planned`: the intent and the batch's reservation, in one transaction. With a cap,
+    /// nothing is written when the batch does not fit.
+    async fn begin_submit(
+        &self,
+        batch_id: &str,
+        at: Timestamp,
+        cap_usd: Option<f64>,
+    ) -> Result<Admission, StoreError> {
         let at = stamp(at);
         let mut tx = self.write().await?;
         let (run_id, state, _) = self.batch_state(&mut tx, batch_id).await?;
         if state != BatchState::Planned {
             return Err(self.wrong_state(batch_id, state, "begin a submit (it must be planned)"));
+        }
+        let needed: f64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(worst_cost_usd), 0.0) FROM requests \
+             WHERE batch_id = $1 AND state = 'batched'",
+        )
+        .bind(batch_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db("size a reservation"))?;
+        if let Some(cap) = cap_usd {
+            let committed: f64 = sqlx::query_scalar(
+                "SELECT \
+                   (SELECT COALESCE(SUM(amount_usd), 0.0) FROM ledger \
+                    WHERE run_id = $1 AND kind = 'actual') + \
+                   (SELECT COALESCE(SUM(reserved_usd), 0.0) FROM batches WHERE run_id = $1)",
+            )
+            .bind(&run_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("check the cost cap"))?;
+            let available_usd = (cap - committed).max(0.0);
+            if needed > available_usd {
+                return Ok(Admission::NoRoom {
+                    available_usd,
+                    needed_usd: needed,
+                });
+            }
         }
         sqlx::query(
             "INSERT INTO intents (run_id, batch_id, action, started_at) \
@@ -758,14 +867,94 @@ impl Store for SqliteStore {
         .await
         .map_err(self.db("record a submit intent"))?;
         sqlx::query(
-            "UPDATE batches SET state = 'submitting', submit_started_at = $2 WHERE id = $1",
+            "UPDATE batches SET state = 'submitting', submit_started_at = $2, reserved_usd = $3 \
+             WHERE id = $1",
         )
         .bind(batch_id)
         .bind(&at)
+        .bind(needed)
         .execute(&mut *tx)
         .await
         .map_err(self.db("record a submit intent"))?;
-        self.commit(tx).await
+        sqlx::query(
+            "INSERT INTO ledger (run_id, batch_id, kind, amount_usd, created_at) \
+             VALUES ($1, $2, 'reserve', $3, $4)",
+        )
+        .bind(&run_id)
+        .bind(batch_id)
+        .bind(needed)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db("reserve a batch's worst case"))?;
+        self.commit(tx).await?;
+        Ok(Admission::Admitted)
+    }
+
+    async fn shrink_batch(&self, batch_id: &str, budget_usd: f64) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let (_, state, _) = self.batch_state(&mut tx, batch_id).await?;
+        if state != BatchState::Planned {
+            return Err(self.wrong_state(batch_id, state, "shrink it (it must be planned)"));
+        }
+        // Keep the requests, in input order, whose running worst case fits the budget; if not
+        // even the first fits, change nothing (the engine then skips the whole batch).
+        let fitting: i64 = sqlx::query_scalar(
+            "WITH running AS ( \
+               SELECT SUM(worst_cost_usd) OVER (ORDER BY seq) AS total \
+               FROM requests WHERE batch_id = $1 AND state = 'batched') \
+             SELECT COUNT(*) FROM running WHERE total <= $2",
+        )
+        .bind(batch_id)
+        .bind(budget_usd)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db("shrink a batch"))?;
+        if fitting == 0 {
+            return Ok(0);
+        }
+        sqlx::query(
+            "WITH running AS ( \
+               SELECT seq, SUM(worst_cost_usd) OVER (ORDER BY seq) AS total \
+               FROM requests WHERE batch_id = $1 AND state = 'batched') \
+             UPDATE requests SET state = 'pending', batch_id = NULL \
+             WHERE batch_id = $1 AND state = 'batched' \
+               AND seq IN (SELECT seq FROM running WHERE total > $2)",
+        )
+        .bind(batch_id)
+        .bind(budget_usd)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db("shrink a batch"))?;
+        let kept: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE batch_id = $1 AND state = 'batched'",
+        )
+        .bind(batch_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.db("shrink a batch"))?;
+        sqlx::query(
+            "UPDATE batches SET request_count = $2, \
+             last_seq = COALESCE((SELECT MAX(seq) FROM requests WHERE batch_id = $1), first_seq) \
+             WHERE id = $1",
+        )
+        .bind(batch_id)
+        .bind(kept)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db("shrink a batch"))?;
+        self.commit(tx).await?;
+        Ok(u64::try_from(kept).unwrap_or(0))
+    }
+
+    async fn reserved_usd(&self, run_id: &str) -> Result<f64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(SUM(reserved_usd), 0.0) FROM batches WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(self.db("read reservations"))
     }
 
     /// From `submitting`. Confirming again with the same remote id is a no-op (the attempt is
@@ -832,6 +1021,7 @@ impl Store for SqliteStore {
             BatchState::Planned => return Ok(()),
             _ => return Err(self.wrong_state(batch_id, state, "abort a submit")),
         }
+        self.release_reservation(&mut tx, batch_id, &at).await?;
         sqlx::query("UPDATE batches SET state = 'planned', submit_started_at = NULL WHERE id = $1")
             .bind(batch_id)
             .execute(&mut *tx)
@@ -878,9 +1068,25 @@ impl Store for SqliteStore {
             .collect();
         let mut tx = self.write().await?;
         let (run_id, _, _) = self.batch_state(&mut tx, batch_id).await?;
-        for chunk in outcomes.chunks(OUTCOME_ROWS) {
-            self.apply_outcomes(&mut tx, &run_id, batch_id, chunk)
+        let mut tally = Tally::default();
+        for chunk in pieces(&outcomes) {
+            self.apply_outcomes(&mut tx, &run_id, batch_id, chunk, &mut tally)
                 .await?;
+        }
+        for (status, n, cost_usd) in tally.nonzero() {
+            sqlx::query(
+                "INSERT INTO run_counts (run_id, status, n, cost_usd) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_id, status) \
+                 DO UPDATE SET n = run_counts.n + excluded.n, \
+                 cost_usd = run_counts.cost_usd + excluded.cost_usd",
+            )
+            .bind(&run_id)
+            .bind(status.as_str())
+            .bind(int(n))
+            .bind(cost_usd)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db("count results"))?;
         }
         self.commit(tx).await
     }
@@ -908,9 +1114,12 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(self.db("close a batch"))?;
+        self.release_reservation(&mut tx, batch_id, &at).await?;
         sqlx::query(
             "UPDATE batches SET state = $2, closed_at = COALESCE(closed_at, $3), \
-             cost_usd = (SELECT COALESCE(SUM(cost_usd), 0.0) FROM results WHERE batch_id = $1) \
+             cost_usd = (SELECT COALESCE(SUM(res.cost_usd), 0.0) FROM requests r \
+                         JOIN results res ON res.run_id = r.run_id AND res.seq = r.seq \
+                         WHERE r.batch_id = $1 AND res.batch_id = $1) \
              WHERE id = $1",
         )
         .bind(batch_id)
@@ -948,22 +1157,77 @@ impl Store for SqliteStore {
         after_seq: Option<u64>,
         limit: u64,
     ) -> Result<Vec<(u64, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, line FROM results WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(run_id)
-        .bind(after_seq.map_or(-1, int))
-        .bind(int(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(self.db("read results"))?;
-        rows.iter()
-            .map(|row| {
-                let seq = uint(row.try_get(0).map_err(self.db("read results"))?, "seq")?;
-                Ok((seq, row.try_get(1).map_err(self.db("read results"))?))
-            })
-            .collect()
+        // Pages of JSON arrays (one row back per page, not per line), in one snapshot.
+        let mut tx = self.reader.begin().await.map_err(self.db("read results"))?;
+        let mut lines: Vec<(u64, String)> = Vec::new();
+        let mut after = after_seq.map_or(-1, int);
+        let mut left = limit;
+        while left > 0 {
+            let want = left.min(PAGE);
+            let json: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(seq, line) ORDER BY seq) \
+                 FROM (SELECT seq, line FROM results WHERE run_id = $1 AND seq > $2 \
+                       ORDER BY seq LIMIT $3)",
+            )
+            .bind(run_id)
+            .bind(after)
+            .bind(int(want))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("read results"))?;
+            let page: Vec<(u64, String)> = parse_page(&json, "results")?;
+            let got = page.len() as u64;
+            if let Some((seq, _)) = page.last() {
+                after = int(*seq);
+            }
+            lines.extend(page);
+            if got < want {
+                break;
+            }
+            left -= got;
+        }
+        tx.commit().await.map_err(self.db("read results"))?;
+        Ok(lines)
     }
+}
+
+/// Strings bound many times in one call (provider, model, status words), allocated once.
+#[derive(Default)]
+struct Interned(Vec<Arc<str>>);
+
+impl Interned {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(found) = self.0.iter().find(|a| &***a == s) {
+            return found.clone();
+        }
+        let new: Arc<str> = Arc::from(s);
+        self.0.push(new.clone());
+        new
+    }
+}
+
+/// Splits `items` into slices whose lengths are powers of two (at most [`MAX_ROWS`]), so the
+/// multi-row statements come in a few shapes that stay prepared in the statement cache
+/// instead of being parsed again for every call.
+fn pieces<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let n = if items.len() >= MAX_ROWS {
+            MAX_ROWS
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (head, tail) = items.split_at(n);
+        items = tail;
+        Some(head)
+    })
+}
+
+/// Parses a page read as one JSON array (`json_group_array`).
+fn parse_page<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 fn outcome_seq(outcome: &Outcome) -> u64 {
@@ -972,60 +1236,114 @@ fn outcome_seq(outcome: &Outcome) -> u64 {
     }
 }
 
+/// Final results applied in one [`Store::record_outcomes`] call: count and cost per status.
+#[derive(Default)]
+struct Tally([(u64, f64); ResultStatus::ALL.len()]);
+
+impl Tally {
+    fn add(&mut self, status: ResultStatus, n: u64, cost_usd: f64) {
+        if let Some(i) = ResultStatus::ALL.iter().position(|s| *s == status) {
+            self.0[i].0 += n;
+            self.0[i].1 += cost_usd;
+        }
+    }
+
+    fn nonzero(&self) -> impl Iterator<Item = (ResultStatus, u64, f64)> + '_ {
+        ResultStatus::ALL
+            .iter()
+            .zip(&self.0)
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(status, (n, cost))| (*status, *n, *cost))
+    }
+}
+
 impl SqliteStore {
-    /// Applies up to [`OUTCOME_ROWS`] outcomes (distinct seqs) with four set-based statements.
-    /// The attempt and result rows are written first, while the `batched` filter still sees
-    /// the requests they belong to.
+    /// Applies up to [`MAX_ROWS`] outcomes (distinct seqs): first finds which of their
+    /// requests are still `batched` in this batch (the write lock is held, so that stays
+    /// true), then writes attempts, results and states for those only, set-based.
     async fn apply_outcomes(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         run_id: &str,
         batch_id: &str,
         outcomes: &[&Outcome],
+        tally: &mut Tally,
     ) -> Result<(), StoreError> {
-        let full = outcomes.len() == OUTCOME_ROWS;
-        // 1. One attempt row per outcome.
+        // 1. The requests these outcomes may still decide, as one JSON array (one row back
+        //    instead of one per request).
         let sql = format!(
-            "WITH v (seq, attempt, status, error) AS (VALUES {}) \
-             INSERT INTO attempts (run_id, seq, attempt, batch_id, status, error) \
-             SELECT $1, v.seq, v.attempt, $2, v.status, v.error \
-             FROM v JOIN requests r ON r.run_id = $1 AND r.seq = v.seq \
-             WHERE r.batch_id = $2 AND r.state = 'batched' \
-             ON CONFLICT DO NOTHING",
-            values(outcomes.len(), 4, 3)
+            "SELECT json_group_array(seq) FROM requests \
+             WHERE run_id = ? AND batch_id = ? AND state = 'batched' AND seq IN {}",
+            values(1, outcomes.len())
         );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
-            .persistent(full)
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(run_id)
             .bind(batch_id);
         for outcome in outcomes {
-            query = match outcome {
-                Outcome::Final {
-                    seq,
-                    attempt,
-                    status,
-                    ..
-                } => query
-                    .bind(int(*seq))
-                    .bind(i64::from(*attempt))
-                    .bind(status.as_str())
-                    .bind(None::<&str>),
-                Outcome::Retry {
-                    seq,
-                    attempt,
-                    error,
-                } => query
-                    .bind(int(*seq))
-                    .bind(i64::from(*attempt))
-                    .bind("retry")
-                    .bind(Some(error.as_str())),
-            };
+            query = query.bind(int(outcome_seq(outcome)));
         }
-        query
-            .execute(&mut **tx)
+        let live: String = query
+            .fetch_one(&mut **tx)
             .await
-            .map_err(self.db("record attempts"))?;
+            .map_err(self.db("find the requests of outcomes"))?;
+        let live: HashSet<u64> = serde_json::from_str::<Vec<u64>>(&live)
+            .map_err(|e| StoreError::Corrupt(format!("seq list `{live}`: {e}")))?
+            .into_iter()
+            .collect();
+        let outcomes: Vec<&Outcome> = outcomes
+            .iter()
+            .copied()
+            .filter(|o| live.contains(&outcome_seq(o)))
+            .collect();
+        if outcomes.is_empty() {
+            return Ok(());
+        }
 
+        // 2. One attempt row per outcome.
+        let run: Arc<str> = Arc::from(run_id);
+        let batch: Arc<str> = Arc::from(batch_id);
+        let mut words = Interned::default();
+        for piece in pieces(&outcomes) {
+            let sql = format!(
+                "INSERT INTO attempts (run_id, seq, attempt, batch_id, status, error) \
+                 VALUES {} ON CONFLICT DO NOTHING",
+                values(piece.len(), 6)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for outcome in piece {
+                query = match outcome {
+                    Outcome::Final {
+                        seq,
+                        attempt,
+                        status,
+                        ..
+                    } => query
+                        .bind(run.clone())
+                        .bind(int(*seq))
+                        .bind(i64::from(*attempt))
+                        .bind(batch.clone())
+                        .bind(words.get(status.as_str()))
+                        .bind(None::<&str>),
+                    Outcome::Retry {
+                        seq,
+                        attempt,
+                        error,
+                    } => query
+                        .bind(run.clone())
+                        .bind(int(*seq))
+                        .bind(i64::from(*attempt))
+                        .bind(batch.clone())
+                        .bind(words.get("retry"))
+                        .bind(Some(error.as_str())),
+                };
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db("record attempts"))?;
+        }
+
+        // 3. The result lines, and each final status on its requests.
         let finals: Vec<(u64, ResultStatus, f64, &str)> = outcomes
             .iter()
             .filter_map(|o| match o {
@@ -1040,53 +1358,45 @@ impl SqliteStore {
             })
             .collect();
         if !finals.is_empty() {
-            // 2. The result lines.
-            let sql = format!(
-                "WITH v (seq, status, cost_usd, line) AS (VALUES {}) \
-                 INSERT INTO results (run_id, seq, batch_id, status, cost_usd, line) \
-                 SELECT $1, v.seq, $2, v.status, v.cost_usd, v.line \
-                 FROM v JOIN requests r ON r.run_id = $1 AND r.seq = v.seq \
-                 WHERE r.batch_id = $2 AND r.state = 'batched' \
-                 ON CONFLICT DO NOTHING",
-                values(finals.len(), 4, 3)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .persistent(full)
-                .bind(run_id)
-                .bind(batch_id);
-            for (seq, status, cost, line) in &finals {
-                query = query
-                    .bind(int(*seq))
-                    .bind(status.as_str())
-                    .bind(*cost)
-                    .bind(*line);
+            for piece in pieces(&finals) {
+                let sql = format!(
+                    "INSERT INTO results (run_id, seq, batch_id, status, cost_usd, line) \
+                     VALUES {} ON CONFLICT DO NOTHING",
+                    values(piece.len(), 6)
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (seq, status, cost, line) in piece {
+                    query = query
+                        .bind(run.clone())
+                        .bind(int(*seq))
+                        .bind(batch.clone())
+                        .bind(words.get(status.as_str()))
+                        .bind(*cost)
+                        .bind(*line);
+                }
+                query
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(self.db("record results"))?;
             }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(self.db("record results"))?;
-
-            // 3. Their requests take the final status.
-            let sql = format!(
-                "WITH v (seq, status) AS (VALUES {}) \
-                 UPDATE requests SET state = v.status FROM v \
-                 WHERE requests.run_id = $1 AND requests.seq = v.seq \
-                 AND requests.batch_id = $2 AND requests.state = 'batched'",
-                values(finals.len(), 2, 3)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .persistent(full)
-                .bind(run_id)
-                .bind(batch_id);
-            for (seq, status, ..) in &finals {
-                query = query.bind(int(*seq)).bind(status.as_str());
+            for status in ResultStatus::ALL {
+                let seqs: Vec<u64> = finals
+                    .iter()
+                    .filter(|f| f.1 == status)
+                    .map(|f| f.0)
+                    .collect();
+                if seqs.is_empty() {
+                    continue;
+                }
+                let cost: f64 = finals.iter().filter(|f| f.1 == status).map(|f| f.2).sum();
+                let done = self
+                    .set_states(tx, run_id, batch_id, &seqs, Some(status))
+                    .await?;
+                tally.add(status, done, cost);
             }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(self.db("finish requests"))?;
         }
 
+        // 4. Retried requests leave the batch and wait for another one.
         let retries: Vec<u64> = outcomes
             .iter()
             .filter_map(|o| match o {
@@ -1095,27 +1405,46 @@ impl SqliteStore {
             })
             .collect();
         if !retries.is_empty() {
-            // 4. Retried requests leave the batch and wait for another one.
-            let placeholders: Vec<String> =
-                (0..retries.len()).map(|i| format!("${}", i + 3)).collect();
-            let sql = format!(
-                "UPDATE requests SET state = 'pending', batch_id = NULL \
-                 WHERE run_id = $1 AND batch_id = $2 AND state = 'batched' AND seq IN ({})",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql))
-                .persistent(full)
-                .bind(run_id)
-                .bind(batch_id);
-            for seq in &retries {
-                query = query.bind(int(*seq));
-            }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(self.db("send requests back to pending"))?;
+            self.set_states(tx, run_id, batch_id, &retries, None)
+                .await?;
         }
         Ok(())
+    }
+
+    /// Moves batched requests of this batch to a final status, or (`None`) back to pending
+    /// outside any batch. Returns how many moved.
+    async fn set_states(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        run_id: &str,
+        batch_id: &str,
+        seqs: &[u64],
+        status: Option<ResultStatus>,
+    ) -> Result<u64, StoreError> {
+        let state = status.map_or("pending", ResultStatus::as_str);
+        let mut moved = 0;
+        for piece in pieces(seqs) {
+            let sql = format!(
+                "UPDATE requests SET state = ?, \
+                 batch_id = CASE WHEN ? = 'pending' THEN NULL ELSE batch_id END \
+                 WHERE run_id = ? AND batch_id = ? AND state = 'batched' AND seq IN {}",
+                values(1, piece.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(state)
+                .bind(state)
+                .bind(run_id)
+                .bind(batch_id);
+            for seq in piece {
+                query = query.bind(int(*seq));
+            }
+            moved += query
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db("update request states"))?
+                .rows_affected();
+        }
+        Ok(moved)
     }
 }
 
@@ -1125,9 +1454,21 @@ mod tests {
 
     #[test]
     fn values_numbers_placeholders_in_order() {
-        assert_eq!(values(2, 3, 3), "($3, $4, $5), ($6, $7, $8)");
-        assert!(insert_requests_sql(2).contains("VALUES ($1, $2, $3"));
-        assert!(insert_requests_sql(2).contains("), ($1, $11, $12"));
+        assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(values(1, 1), "(?)");
+        assert!(insert_bodies_sql(2).ends_with(
+            "VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING"
+        ));
+    }
+
+    #[test]
+    fn pieces_are_powers_of_two() {
+        let items: Vec<u32> = (0..1_300).collect();
+        let sizes: Vec<usize> = pieces(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [512, 512, 256, 16, 4]);
+        assert_eq!(pieces(&items).flatten().copied().collect::<Vec<_>>(), items);
+        assert_eq!(pieces(&items[..1]).count(), 1);
+        assert_eq!(pieces::<u32>(&[]).count(), 0);
     }
 
     #[test]

@@ -125,6 +125,7 @@ impl Volley {
     async fn status_of(&self, run: RunRecord) -> Result<RunStatus, Error> {
         let counts = self.store.counts(&run.id).await?;
         let cost_usd = self.store.run_cost(&run.id).await?;
+        let reserved_usd = self.store.reserved_usd(&run.id).await?;
         let batches = self
             .store
             .batches(&run.id)
@@ -149,7 +150,7 @@ impl Volley {
             out: run.out,
             counts,
             cost_usd,
-            reserved_usd: 0.0,
+            reserved_usd,
             max_cost_usd: run.options.max_cost_usd,
             batches,
         })

@@ -42,6 +42,12 @@ impl RunSpec {
         self
     }
 
+    /// Sets a hard cost cap for the run, in USD.
+    pub fn max_cost_usd(mut self, cap: f64) -> Self {
+        self.options.max_cost_usd = Some(cap);
+        self
+    }
+
     /// Sets how many times a request may be submitted.
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.options.max_attempts = n.max(1);
@@ -84,7 +90,31 @@ impl Volley {
     fn validate(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {
         let validation = self.validate_input(source, spec)?;
         self.check_providers(&validation)?;
+        if let Some(cap) = spec.options.max_cost_usd {
+            self.check_cap(cap, &validation)?;
+        }
         Ok(validation)
+    }
+
+    /// A cap can only hold if every model has a price.
+    fn check_cap(&self, cap: f64, validation: &Validation) -> Result<(), Error> {
+        if !cap.is_finite() || cap < 0.0 {
+            return Err(Error::Config(format!(
+                "--max-cost-usd must be a non-negative amount, not {cap}"
+            )));
+        }
+        for (provider, model) in validation.groups.keys() {
+            if self
+                .catalog
+                .model(model)
+                .is_none_or(|m| m.provider != *provider)
+            {
+                return Err(Error::Config(format!(
+                    "{provider}/{model} has no price in the catalog, so a cost cap cannot be enforced; add it to a catalog file (docs/catalog.md) or run without --max-cost-usd"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn validate_input(&self, source: &InputSource, spec: &RunSpec) -> Result<Validation, Error> {

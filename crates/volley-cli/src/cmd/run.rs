@@ -58,6 +58,7 @@ pub(crate) async fn run(args: RunArgs) -> Code {
         max_tokens: args.max_tokens,
         options: volley::RunOptions {
             max_attempts: args.max_attempts.max(1),
+            max_cost_usd: args.max_cost_usd,
             ..Default::default()
         },
         out: args.drive.out.as_ref().map(|p| p.display().to_string()),
@@ -214,7 +215,13 @@ async fn drive(volley: &Volley, run: RunRecord, args: &DriveArgs, reporter: &Rep
                 Ok(summary) => output::info(&summary.render(&run.id, started.elapsed(), &path)),
                 Err(e) => output::error(&format!("cannot summarise {}: {e}", path.display())),
             }
-            if counts.failed + counts.expired + counts.canceled > 0 {
+            if counts.skipped > 0 {
+                output::info(&format!(
+                    "{} request(s) skipped: the cost cap left no room for them",
+                    counts.skipped
+                ));
+                Code::CostCap
+            } else if counts.failed + counts.expired + counts.canceled > 0 {
                 Code::Failed
             } else {
                 Code::Success

@@ -150,3 +150,30 @@ async fn estimate_and_dry_run_need_no_keys_and_store_nothing() {
     }
     assert!(!dir.path().join(".volley").exists(), "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_cap_skips_what_cannot_fit_and_exits_3() {
+    let sim = sim(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 40);
+    let mut cmd = volley_at(dir.path(), &sim);
+    // 40 requests cost about $0.0005 in all on claude-haiku-4-5; a $0.0003 cap fits some.
+    cmd.arg("run").arg(&input).args([
+        "--max-cost-usd",
+        "0.0003",
+        "--max-batch-requests",
+        "5",
+        "--poll-interval",
+        "20",
+        "--json",
+    ]);
+    let out = output(cmd).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status["cost_usd"].as_f64().unwrap() <= 0.0003);
+    assert!(status["counts"]["skipped"].as_u64().unwrap() > 0);
+    assert_eq!(status["reserved_usd"], 0.0);
+    assert_eq!(status["max_cost_usd"], 0.0003);
+    assert!(err.contains("skipped"), "{err}");
+}

@@ -96,6 +96,7 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
             provider: ProviderKind::Anthropic,
             est_input_tokens: 10,
             wire_bytes: 100,
+            worst_cost_usd: 0.0,
             request: item.request,
         })
         .collect();

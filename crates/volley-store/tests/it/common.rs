@@ -6,7 +6,7 @@ use sqlx::{Connection, SqliteConnection};
 use tempfile::TempDir;
 use volley_core::store::{Group, NewBatch, NewRequest, NewRun, Outcome, RunOptions, Store};
 use volley_store::SqliteStore;
-use volley_types::{Message, ProviderKind, Request, ResultStatus};
+use volley_types::{Counts, Message, ProviderKind, Request, ResultStatus};
 
 /// A store in a temporary folder; the folder lives as long as this value.
 pub(crate) struct FileStore {
@@ -34,6 +34,46 @@ impl FileStore {
         SqliteConnection::connect(&format!("sqlite://{}", self.path.display()))
             .await
             .unwrap()
+    }
+
+    /// The run's counts and cost recomputed from the requests and results tables, to check the
+    /// counters the store keeps.
+    pub(crate) async fn recount(&self, run_id: &str) -> (Counts, f64) {
+        let mut conn = self.raw().await;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM requests WHERE run_id = $1 GROUP BY state")
+                .bind(run_id)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let mut counts = Counts::default();
+        for (state, n) in rows {
+            let n = n as u64;
+            counts.total += n;
+            match ResultStatus::parse(&state) {
+                Some(status) => counts.add(status, n),
+                None => counts.pending += n,
+            }
+        }
+        let cost: f64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM results WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        (counts, cost)
+    }
+
+    /// Asserts that the store's counts and cost agree with [`FileStore::recount`].
+    pub(crate) async fn check_counts(&self, run_id: &str) {
+        let (counts, cost) = self.recount(run_id).await;
+        assert_eq!(self.store.counts(run_id).await.unwrap(), counts);
+        let stored = self.store.run_cost(run_id).await.unwrap();
+        assert!(
+            (stored - cost).abs() < 1e-9,
+            "run_cost {stored} vs results {cost}"
+        );
     }
 
     /// `SELECT COUNT(*)` of a query.
@@ -92,6 +132,7 @@ pub(crate) fn new_request(seq: u64, group: &Group) -> NewRequest {
         },
         est_input_tokens: 10 + seq,
         wire_bytes: 200 + seq,
+        worst_cost_usd: 0.001,
     }
 }
 

@@ -45,7 +45,7 @@ async fn migrations_run_once_and_data_survives_reopening() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions.len(), 1);
+    assert_eq!(versions.len() as i64, volley_store::SCHEMA_VERSION);
     assert_eq!(versions[0].0, 1);
     assert!(versions[0].1.parse::<jiff::Timestamp>().is_ok());
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -133,7 +133,7 @@ async fn two_instances_share_one_file() {
             for n in 0..10u64 {
                 let batch = new_batch("r", n + 1, &haiku, n * 4, n * 4 + 3);
                 assert_eq!(a.create_batch(&batch).await.unwrap(), 4);
-                a.begin_submit(&batch.id, at("2026-03-01T10:00:00Z"))
+                a.begin_submit(&batch.id, at("2026-03-01T10:00:00Z"), None)
                     .await
                     .unwrap();
                 a.confirm_submit(&batch.id, &format!("remote-{n}"), "in_progress")

@@ -160,7 +160,7 @@ async fn the_planner_page_query_uses_the_index() {
     .unwrap();
     let detail: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
     assert!(
-        detail.iter().any(|d| d.contains("requests_plan")),
+        detail.iter().any(|d| d.contains("requests_pending")),
         "{detail:?}"
     );
     assert!(

@@ -67,7 +67,7 @@ async fn full_lifecycle() {
 
     // Submit: intent, then confirmation.
     let started = at("2026-03-01T10:05:00.123Z");
-    store.begin_submit("r-b0001", started).await.unwrap();
+    store.begin_submit("r-b0001", started, None).await.unwrap();
     let b1 = store.batches("r").await.unwrap().remove(0);
     assert_eq!(b1.state, BatchState::Submitting);
     assert_eq!(b1.submit_started_at, Some(started));
@@ -146,6 +146,7 @@ async fn full_lifecycle() {
         }
     );
     assert_eq!(store.run_cost("r").await.unwrap(), 0.25);
+    fs.check_counts("r").await;
     // The retried request is pending again, in its group, and left its old batch.
     assert_eq!(
         store.pending_groups("r").await.unwrap(),
@@ -182,7 +183,7 @@ async fn full_lifecycle() {
     );
     assert_eq!(store.batch_count("r").await.unwrap(), 4);
     store
-        .begin_submit("r-b0004", at("2026-03-01T11:00:00Z"))
+        .begin_submit("r-b0004", at("2026-03-01T11:00:00Z"), None)
         .await
         .unwrap();
     store
@@ -201,7 +202,7 @@ async fn full_lifecycle() {
 
     // The mini batch is rejected by the provider: every item fails, nothing is charged.
     store
-        .begin_submit("r-b0002", at("2026-03-01T10:06:00Z"))
+        .begin_submit("r-b0002", at("2026-03-01T10:06:00Z"), None)
         .await
         .unwrap();
     let outcomes: Vec<_> = [1, 3, 5, 7, 9]
@@ -219,7 +220,7 @@ async fn full_lifecycle() {
 
     // The last haiku batch: one expired, one canceled.
     store
-        .begin_submit("r-b0003", at("2026-03-01T10:07:00Z"))
+        .begin_submit("r-b0003", at("2026-03-01T10:07:00Z"), None)
         .await
         .unwrap();
     store
@@ -255,6 +256,7 @@ async fn full_lifecycle() {
         }
     );
     assert_eq!(store.run_cost("r").await.unwrap(), 0.75);
+    fs.check_counts("r").await;
     let seqs: Vec<u64> = store
         .results("r", None, 100)
         .await
@@ -285,10 +287,12 @@ async fn full_lifecycle() {
         4
     );
     let mut conn = fs.raw().await;
-    let booked: f64 = sqlx::query_scalar("SELECT SUM(amount_usd) FROM ledger WHERE run_id = 'r'")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let booked: f64 = sqlx::query_scalar(
+        "SELECT SUM(amount_usd) FROM ledger WHERE run_id = 'r' AND kind = 'actual'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(booked, 0.75);
     // One attempt row per outcome: 10 requests, one of them twice.
     assert_eq!(fs.count("SELECT COUNT(*) FROM attempts").await, 11);
@@ -403,7 +407,10 @@ async fn batch_errors() {
     ));
     for result in [
         store.batch_items("nope").await.map(|_| ()),
-        store.begin_submit("nope", at("2026-03-01T10:00:00Z")).await,
+        store
+            .begin_submit("nope", at("2026-03-01T10:00:00Z"), None)
+            .await
+            .map(|_| ()),
         store.confirm_submit("nope", "x", "y").await,
         store.abort_submit("nope").await,
         store.set_provider_status("nope", "x").await,

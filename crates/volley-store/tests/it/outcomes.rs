@@ -15,6 +15,7 @@ async fn snapshot(
     Vec<(i64, String, Option<String>)>,
     i64,
 ) {
+    fs.check_counts("r").await;
     let store = &fs.store;
     let mut conn = fs.raw().await;
     let attempts =
@@ -26,7 +27,9 @@ async fn snapshot(
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    let ledger = fs.count("SELECT COUNT(*) FROM ledger").await;
+    let ledger = fs
+        .count("SELECT COUNT(*) FROM ledger WHERE kind = 'actual'")
+        .await;
     (
         store.counts("r").await.unwrap(),
         store.results("r", None, 1_000).await.unwrap(),
@@ -44,7 +47,7 @@ async fn submitted(fs: &FileStore, n: u64) {
         .await
         .unwrap();
     fs.store
-        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"))
+        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"), None)
         .await
         .unwrap();
     fs.store
@@ -122,7 +125,7 @@ async fn outcomes_for_requests_no_longer_in_the_batch_are_ignored() {
         1
     );
     fs.store
-        .begin_submit("r-b0002", at("2026-03-01T10:30:00Z"))
+        .begin_submit("r-b0002", at("2026-03-01T10:30:00Z"), None)
         .await
         .unwrap();
     fs.store
@@ -211,6 +214,7 @@ async fn many_outcomes_in_one_call() {
     assert_eq!(fs.count("SELECT COUNT(*) FROM attempts").await, 3_001);
     assert_eq!(fs.store.batch_items("r-b0001").await.unwrap().len(), 2_000);
     assert!((fs.store.run_cost("r").await.unwrap() - 2.0).abs() < 1e-9);
+    fs.check_counts("r").await;
 }
 
 #[tokio::test]
@@ -241,4 +245,42 @@ async fn closing_sends_stranded_requests_back_to_pending() {
             .len(),
         2
     );
+}
+
+#[tokio::test]
+async fn reads_cross_page_boundaries() {
+    // batch_items and results read in pages of 5 000; a batch and a result set larger than
+    // two pages come back whole and in order, and `limit` is honoured across pages.
+    let fs = FileStore::new().await;
+    let n = 12_003;
+    submitted(&fs, n).await;
+    let items = fs.store.batch_items("r-b0001").await.unwrap();
+    assert_eq!(items.len() as u64, n);
+    assert!(
+        items
+            .iter()
+            .enumerate()
+            .all(|(i, item)| item.seq == i as u64)
+    );
+    assert_eq!(items[11_000].custom_id, "c-11000");
+    let outcomes: Vec<Outcome> = (0..n)
+        .map(|s| done(s, 1, ResultStatus::Succeeded, 0.0))
+        .collect();
+    fs.store
+        .record_outcomes("r-b0001", &outcomes)
+        .await
+        .unwrap();
+    let first = fs.store.results("r", None, 7_000).await.unwrap();
+    assert_eq!(first.len(), 7_000);
+    assert_eq!(first.last().unwrap().0, 6_999);
+    let rest = fs.store.results("r", Some(6_999), u64::MAX).await.unwrap();
+    assert_eq!(rest.len() as u64, n - 7_000);
+    assert!(
+        rest.iter()
+            .zip(7_000..)
+            .all(|((seq, _), want)| *seq == want)
+    );
+    assert_eq!(rest[0].1, r#"{"id":"q-7000","status":"succeeded"}"#);
+    assert!(fs.store.results("r", Some(n), 10).await.unwrap().is_empty());
+    assert!(fs.store.results("r", None, 0).await.unwrap().is_empty());
 }

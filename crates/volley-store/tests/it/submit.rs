@@ -34,7 +34,7 @@ async fn abort_returns_the_batch_to_planned_with_its_requests() {
     let fs = FileStore::new().await;
     planned(&fs).await;
     fs.store
-        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"))
+        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"), None)
         .await
         .unwrap();
     assert_eq!(
@@ -62,7 +62,7 @@ async fn abort_returns_the_batch_to_planned_with_its_requests() {
     // Aborting a planned batch is a no-op; submitting again opens a new intent.
     fs.store.abort_submit("r-b0001").await.unwrap();
     fs.store
-        .begin_submit("r-b0001", at("2026-03-01T10:01:00Z"))
+        .begin_submit("r-b0001", at("2026-03-01T10:01:00Z"), None)
         .await
         .unwrap();
     fs.store
@@ -96,13 +96,13 @@ async fn transitions_out_of_order_are_refused() {
     assert!(err.to_string().contains("r-b0001 is planned"), "{err}");
 
     fs.store
-        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"))
+        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"), None)
         .await
         .unwrap();
     // A second intent while one is open.
     assert!(
         fs.store
-            .begin_submit("r-b0001", at("2026-03-01T10:00:01Z"))
+            .begin_submit("r-b0001", at("2026-03-01T10:00:01Z"), None)
             .await
             .is_err()
     );
@@ -133,7 +133,7 @@ async fn transitions_out_of_order_are_refused() {
     assert!(fs.store.abort_submit("r-b0001").await.is_err());
     assert!(
         fs.store
-            .begin_submit("r-b0001", at("2026-03-01T10:00:02Z"))
+            .begin_submit("r-b0001", at("2026-03-01T10:00:02Z"), None)
             .await
             .is_err()
     );
@@ -148,7 +148,7 @@ async fn a_batch_rejected_on_submit_closes_its_intent() {
     let fs = FileStore::new().await;
     planned(&fs).await;
     fs.store
-        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"))
+        .begin_submit("r-b0001", at("2026-03-01T10:00:00Z"), None)
         .await
         .unwrap();
     let failed: Vec<_> = (0..3)

@@ -1,3 +1,4 @@
 //! Lifecycle tests of the facade: real HTTP against `volley-sim`, the real SQLite store.
+mod cost_cap;
 mod lifecycle;
 mod support;
