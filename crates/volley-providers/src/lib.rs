@@ -13,6 +13,8 @@ pub mod http;
 pub mod openai;
 
 pub use anthropic::AnthropicProvider;
+pub use gemini::GeminiProvider;
+pub use openai::OpenAiProvider;
 
 use volley_core::provider::SubmissionItem;
 use volley_types::ProviderKind;
@@ -22,10 +24,8 @@ use volley_types::ProviderKind;
 pub fn wire_size(kind: ProviderKind, item: &SubmissionItem) -> u64 {
     match kind {
         ProviderKind::Anthropic => anthropic::convert::wire_size(item),
-        // Until their adapters land, the JSON of the request is a close stand-in.
-        ProviderKind::OpenAi | ProviderKind::Gemini => {
-            serde_json::to_vec(&item.request).map_or(0, |v| v.len() as u64 + 128)
-        }
+        ProviderKind::OpenAi => openai::convert::wire_size(item),
+        ProviderKind::Gemini => gemini::convert::wire_size(item),
     }
 }
 pub use http::{Endpoint, HttpClient};

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use volley_core::catalog::Catalog;
 use volley_core::provider::Providers;
 use volley_core::retry::RetryPolicy;
-use volley_providers::{AnthropicProvider, Endpoint, HttpClient};
+use volley_providers::{AnthropicProvider, Endpoint, GeminiProvider, HttpClient, OpenAiProvider};
 use volley_types::ProviderKind;
 
 /// The key volley sends to the simulator; the simulator accepts any key.
@@ -70,13 +70,17 @@ impl ProviderSetup {
         let http = HttpClient::new(retry);
         let mut providers = Providers::default();
         for (kind, endpoint) in &self.endpoints {
+            let (endpoint, http) = (endpoint.clone(), http.clone());
             match kind {
-                ProviderKind::Anthropic => providers.insert(Arc::new(AnthropicProvider::new(
-                    endpoint.clone(),
-                    http.clone(),
-                ))),
-                // OpenAI and Gemini adapters are not written yet (issue #4).
-                ProviderKind::OpenAi | ProviderKind::Gemini => {}
+                ProviderKind::Anthropic => {
+                    providers.insert(Arc::new(AnthropicProvider::new(endpoint, http)));
+                }
+                ProviderKind::OpenAi => {
+                    providers.insert(Arc::new(OpenAiProvider::new(endpoint, http)));
+                }
+                ProviderKind::Gemini => {
+                    providers.insert(Arc::new(GeminiProvider::new(endpoint, http)));
+                }
             }
         }
         providers

@@ -13,7 +13,6 @@ use volley_core::plan_estimate::{Estimate, Estimator};
 use volley_core::provider::SubmissionItem;
 use volley_core::run_id::new_run_id;
 use volley_core::store::{NewRun, RunOptions, RunRecord};
-use volley_types::ProviderKind;
 
 use crate::{Error, Volley};
 
@@ -127,18 +126,11 @@ impl Volley {
             if configured.contains(provider) {
                 continue;
             }
-            let implemented = *provider == ProviderKind::Anthropic;
             let settings = self.catalog.provider(*provider);
-            return Err(Error::Config(if implemented {
-                format!(
-                    "{count} request(s) use {model} on {provider}, which has no key: set {} (or run with --simulate)",
-                    settings.key_env.join(" or ")
-                )
-            } else {
-                format!(
-                    "{count} request(s) use {model} on {provider}; this volley speaks only to anthropic so far"
-                )
-            }));
+            return Err(Error::Config(format!(
+                "{count} request(s) use {model} on {provider}, which has no key: set {} (or run with --simulate)",
+                settings.key_env.join(" or ")
+            )));
         }
         Ok(())
     }
