@@ -25,9 +25,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use volley_core::StoreError;
 use volley_core::store::{
-    Admission,
-    BatchItem, BatchRecord, Group, NewBatch, NewRequest, NewRun, Outcome, PendingRequest,
-    RunOptions, RunRecord, Store,
+    Admission, BatchItem, BatchRecord, Group, NewBatch, NewRequest, NewRun, Outcome,
+    PendingRequest, RunOptions, RunRecord, Store,
 };
 use volley_types::{BatchState, Counts, ProviderKind, Request, ResultStatus, RunState};
 
@@ -613,13 +612,11 @@ impl Store for SqliteStore {
     }
 
     async fn run_cost(&self, run_id: &str) -> Result<f64, StoreError> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM run_counts WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(self.db("sum a run's cost"))
+        sqlx::query_scalar("SELECT COALESCE(SUM(cost_usd), 0.0) FROM run_counts WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(self.db("sum a run's cost"))
     }
 
     async fn pending_groups(&self, run_id: &str) -> Result<Vec<Group>, StoreError> {
@@ -788,14 +785,15 @@ impl Store for SqliteStore {
             .map_err(self.db("read a batch's requests"))?;
             let page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
             let more = page.len() as u64 == PAGE;
-            items.extend(page.into_iter().map(|(seq, custom_id, attempts, request)| {
-                BatchItem {
-                    seq,
-                    custom_id,
-                    attempts,
-                    request,
-                }
-            }));
+            items.extend(
+                page.into_iter()
+                    .map(|(seq, custom_id, attempts, request)| BatchItem {
+                        seq,
+                        custom_id,
+                        attempts,
+                        request,
+                    }),
+            );
             if !more {
                 break;
             }
@@ -948,13 +946,11 @@ impl Store for SqliteStore {
     }
 
     async fn reserved_usd(&self, run_id: &str) -> Result<f64, StoreError> {
-        sqlx::query_scalar(
-            "SELECT COALESCE(SUM(reserved_usd), 0.0) FROM batches WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(self.db("read reservations"))
+        sqlx::query_scalar("SELECT COALESCE(SUM(reserved_usd), 0.0) FROM batches WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(self.db("read reservations"))
     }
 
     /// From `submitting`. Confirming again with the same remote id is a no-op (the attempt is
@@ -1226,7 +1222,10 @@ fn pieces<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 }
 
 /// Parses a page read as one JSON array (`json_group_array`).
-fn parse_page<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<Vec<T>, StoreError> {
+fn parse_page<T: serde::de::DeserializeOwned>(
+    json: &str,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -1456,9 +1455,10 @@ mod tests {
     fn values_numbers_placeholders_in_order() {
         assert_eq!(values(2, 3), "(?, ?, ?), (?, ?, ?)");
         assert_eq!(values(1, 1), "(?)");
-        assert!(insert_bodies_sql(2).ends_with(
-            "VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING"
-        ));
+        assert!(
+            insert_bodies_sql(2)
+                .ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING")
+        );
     }
 
     #[test]
