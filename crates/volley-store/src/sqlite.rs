@@ -130,13 +130,6 @@ impl SqliteStore {
                     .pragma("wal_autocheckpoint", "10000")
                     // Readers: 8 MiB of page cache each.
                     .pragma("cache_size", "-8192");
-                let mut options = options;
-                if let Ok(extra) = std::env::var("VOLLEY_STORE_PRAGMAS") {
-                    for kv in extra.split(',').filter(|kv| !kv.is_empty()) {
-                        let (k, v) = kv.split_once('=').unwrap();
-                        options = options.pragma(k.to_owned(), v.to_owned());
-                    }
-                }
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -646,9 +639,11 @@ impl Store for SqliteStore {
         after_seq: Option<u64>,
         limit: u64,
     ) -> Result<Vec<PendingRequest>, StoreError> {
+        // One row back: a flat JSON array of 4 numbers per request.
         let json: String = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(seq, wire_bytes, est_input_tokens, max_tokens) \
-                                     ORDER BY seq) \
+            "SELECT '[' || COALESCE(group_concat( \
+                        seq || ',' || wire_bytes || ',' || est_input_tokens || ',' || max_tokens, \
+                        ',' ORDER BY seq), '') || ']' \
              FROM (SELECT seq, wire_bytes, est_input_tokens, max_tokens FROM requests \
                    WHERE run_id = $1 AND state = 'pending' AND provider = $2 AND model = $3 \
                    AND seq > $4 ORDER BY seq LIMIT $5)",
@@ -661,17 +656,15 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await
         .map_err(self.db("list pending requests"))?;
-        let rows: Vec<(u64, u64, u64, u64)> = parse_page(&json, "pending requests")?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(seq, wire_bytes, est_input_tokens, max_tokens)| PendingRequest {
-                    seq,
-                    wire_bytes,
-                    est_input_tokens,
-                    max_tokens,
-                },
-            )
+        let numbers: Vec<u64> = parse_page(&json, "pending requests")?;
+        Ok(numbers
+            .chunks_exact(4)
+            .map(|n| PendingRequest {
+                seq: n[0],
+                wire_bytes: n[1],
+                est_input_tokens: n[2],
+                max_tokens: n[3],
+            })
             .collect())
     }
 
@@ -770,9 +763,12 @@ impl Store for SqliteStore {
         let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
         let mut items = Vec::new();
         loop {
+            // The stored body is JSON volley wrote; it is spliced in as it is.
             let json: String = sqlx::query_scalar(
-                "SELECT json_group_array(json_array(seq, custom_id, attempts, json(body)) \
-                                         ORDER BY seq) \
+                "SELECT '[' || COALESCE(group_concat( \
+                            '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
+                            || ',' || body || ']', \
+                            ',' ORDER BY seq), '') || ']' \
                  FROM (SELECT r.seq, r.custom_id, r.attempts, b.body FROM requests r \
                        JOIN request_bodies b ON b.run_id = r.run_id AND b.seq = r.seq \
                        WHERE r.batch_id = $1 AND r.seq > $2 ORDER BY r.seq LIMIT $3)",
@@ -1160,8 +1156,10 @@ impl Store for SqliteStore {
         let mut left = limit;
         while left > 0 {
             let want = left.min(PAGE);
-            let json: String = sqlx::query_scalar(
-                "SELECT json_group_array(json_array(seq, line) ORDER BY seq) \
+            // Length-prefixed frames, `<seq> <bytes> <line>`: nothing to escape or parse.
+            let frames: String = sqlx::query_scalar(
+                "SELECT COALESCE(group_concat( \
+                            seq || ' ' || octet_length(line) || ' ' || line, '' ORDER BY seq), '') \
                  FROM (SELECT seq, line FROM results WHERE run_id = $1 AND seq > $2 \
                        ORDER BY seq LIMIT $3)",
             )
@@ -1171,7 +1169,7 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(self.db("read results"))?;
-            let page: Vec<(u64, String)> = parse_page(&json, "results")?;
+            let page = parse_frames(&frames)?;
             let got = page.len() as u64;
             if let Some((seq, _)) = page.last() {
                 after = int(*seq);
@@ -1219,6 +1217,22 @@ fn pieces<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
         items = tail;
         Some(head)
     })
+}
+
+/// Parses `<seq> <bytes> <text>` frames, concatenated.
+fn parse_frames(mut frames: &str) -> Result<Vec<(u64, String)>, StoreError> {
+    let corrupt = || StoreError::Corrupt("a page of result lines is malformed".into());
+    let mut out = Vec::new();
+    while !frames.is_empty() {
+        let (seq, rest) = frames.split_once(' ').ok_or_else(corrupt)?;
+        let (len, rest) = rest.split_once(' ').ok_or_else(corrupt)?;
+        let seq: u64 = seq.parse().map_err(|_| corrupt())?;
+        let len: usize = len.parse().map_err(|_| corrupt())?;
+        let line = rest.get(..len).ok_or_else(corrupt)?;
+        out.push((seq, line.to_owned()));
+        frames = &rest[len..];
+    }
+    Ok(out)
 }
 
 /// Parses a page read as one JSON array (`json_group_array`).
@@ -1459,6 +1473,24 @@ mod tests {
             insert_bodies_sql(2)
                 .ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING")
         );
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let lines = ["{\"a\": \"x y\"}", "", "two  spaces 3 4", "ünïcödé"];
+        let frames: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{} {} {l}", i * 7, l.len()))
+            .collect();
+        let parsed = parse_frames(&frames).unwrap();
+        assert_eq!(parsed.len(), 4);
+        for (i, (seq, line)) in parsed.iter().enumerate() {
+            assert_eq!((*seq, line.as_str()), (i as u64 * 7, lines[i]));
+        }
+        assert!(parse_frames("").unwrap().is_empty());
+        assert!(parse_frames("1 10 short").is_err());
+        assert!(parse_frames("x 1 a").is_err());
     }
 
     #[test]

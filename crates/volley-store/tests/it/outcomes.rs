@@ -284,3 +284,38 @@ async fn reads_cross_page_boundaries() {
     assert!(fs.store.results("r", Some(n), 10).await.unwrap().is_empty());
     assert!(fs.store.results("r", None, 0).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn result_lines_come_back_byte_for_byte() {
+    let fs = FileStore::new().await;
+    submitted(&fs, 3).await;
+    let lines = [
+        r#"{"id":"q-0","text":"ünïcödé — 日本語 🎉"}"#,
+        "{\"id\":\"q-1\",\"text\":\"two  spaces 12 34\\nescaped\"}",
+        "{}",
+    ];
+    let outcomes: Vec<Outcome> = lines
+        .iter()
+        .enumerate()
+        .map(|(seq, line)| Outcome::Final {
+            seq: seq as u64,
+            attempt: 1,
+            status: ResultStatus::Succeeded,
+            cost_usd: 0.0,
+            line: (*line).to_owned(),
+        })
+        .collect();
+    fs.store
+        .record_outcomes("r-b0001", &outcomes)
+        .await
+        .unwrap();
+    let results = fs.store.results("r", None, 10).await.unwrap();
+    assert_eq!(
+        results,
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i as u64, (*l).to_owned()))
+            .collect::<Vec<_>>()
+    );
+}
