@@ -32,7 +32,7 @@ async fn kill_9_during_polling_then_resume_submits_nothing_twice() {
         for line in lines.by_ref() {
             let line = line.unwrap();
             if line.starts_with("run ") {
-                run_id = Some(run_id_of(&line));
+                run_id = Some(run_id_in(&line));
             }
             if line.trim_start().starts_with("submitted") {
                 submitted += 1;
@@ -68,8 +68,4 @@ async fn kill_9_during_polling_then_resume_submits_nothing_twice() {
     assert_eq!(stats.duplicate_submissions, 0, "{stats:?}");
     assert_eq!(stats.requests_submitted, 300);
     assert_eq!(stats.batches_created, 8);
-}
-
-fn run_id_of(line: &str) -> String {
-    run_id(line)
 }

@@ -81,7 +81,7 @@ pub(crate) fn ids(path: &Path) -> Vec<String> {
 }
 
 /// The run id printed on stderr.
-pub(crate) fn run_id(stderr: &str) -> String {
+pub(crate) fn run_id_in(stderr: &str) -> String {
     stderr
         .split_whitespace()
         .skip_while(|w| *w != "run")
