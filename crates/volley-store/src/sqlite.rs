@@ -6,9 +6,14 @@
 //! writers in other processes wait up to [`BUSY_TIMEOUT`]. Reads use a separate pool and run
 //! next to the writer thanks to WAL.
 //!
-//! The SQL uses `$n` placeholders, `ON CONFLICT … DO NOTHING / DO UPDATE` and JSON aggregation,
-//! which SQLite and Postgres both accept, so a Postgres store can share most statements. The generated
-//! multi-row statements are the exception: they use `?` (see [`values`]).
+//! The SQL uses `$n` placeholders, `ON CONFLICT … DO NOTHING / DO UPDATE` and string or JSON
+//! aggregation, which SQLite and Postgres both accept, so a Postgres store can share most
+//! statements. The generated multi-row statements are the exception: they use `?` (see
+//! [`values`]).
+//!
+//! Scale (a million requests per run) shapes the rest: multi-row writes in a few cached shapes
+//! ([`pieces`]), request bodies apart from the often-updated request rows, final counts and
+//! costs kept in `run_counts` instead of counted, and bulk reads returned as one row per page.
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
