@@ -127,6 +127,11 @@ struct Inner {
     catalog: Arc<Catalog>,
     config: EngineConfig,
     events: Option<EventSink>,
+    /// One create (or reconciliation) at a time per provider. A crash then leaves at most one
+    /// unconfirmed create per provider, so finding it again is never ambiguous — Anthropic
+    /// batches carry no tag of ours and are recognised by time and size
+    /// (docs/decisions/0005-anthropic-reconciliation.md).
+    submitting: HashMap<ProviderKind, tokio::sync::Mutex<()>>,
 }
 
 /// Drives runs to completion.
@@ -151,6 +156,10 @@ impl Engine {
                 catalog,
                 config,
                 events,
+                submitting: ProviderKind::ALL
+                    .into_iter()
+                    .map(|kind| (kind, tokio::sync::Mutex::new(())))
+                    .collect(),
             }),
         }
     }
@@ -385,20 +394,17 @@ impl Engine {
         let store = &self.inner.store;
         let mut items = store.batch_items(&batch.id).await?;
         let remote = match batch.state {
-            BatchState::Planned => {
-                if shutdown.is_cancelled() {
+            BatchState::Planned | BatchState::Submitting => {
+                if batch.state == BatchState::Planned && shutdown.is_cancelled() {
                     return Ok(());
                 }
-                match self
-                    .submit(provider.as_ref(), &batch, &mut items, limits)
-                    .await?
-                {
-                    Some(remote) => remote,
-                    None => return Ok(()),
-                }
-            }
-            BatchState::Submitting => {
-                match self.reconcile(provider.as_ref(), &batch, &items).await? {
+                let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
+                let found = if batch.state == BatchState::Submitting {
+                    self.reconcile(provider.as_ref(), &batch, &items).await?
+                } else {
+                    None
+                };
+                match found {
                     Some(remote) => remote,
                     None if shutdown.is_cancelled() => return Ok(()),
                     None => match self
