@@ -30,6 +30,12 @@ pub struct SimConfig {
     pub shuffle_results: bool,
     /// If set, only this key is accepted; otherwise any non-empty key is.
     pub api_key: Option<String>,
+    /// Enqueued-token limit per model (input tokens of the batches still queued or running).
+    /// A batch that would go over it fails: OpenAI batches end `failed` at validation with
+    /// `errors.data[0].code = "token_limit_exceeded"`; Gemini creates answer 429
+    /// `RESOURCE_EXHAUSTED`. `None` (the default) means no limit. Anthropic batches are not
+    /// limited.
+    pub enqueued_token_limit: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -44,6 +50,7 @@ impl Default for SimConfig {
             seed: 0,
             shuffle_results: true,
             api_key: None,
+            enqueued_token_limit: None,
         }
     }
 }
@@ -91,6 +98,13 @@ pub struct SimConfigPatch {
     /// [`SimConfig::api_key`] (input only); `null` accepts any key.
     #[serde(default, with = "double_option", skip_serializing)]
     pub api_key: Option<Option<String>>,
+    /// [`SimConfig::enqueued_token_limit`]; `null` or `0` removes the limit.
+    #[serde(
+        default,
+        with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enqueued_token_limit: Option<Option<u64>>,
     /// Output only: whether an API key is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_set: Option<bool>,
@@ -126,6 +140,9 @@ impl SimConfig {
         if let Some(k) = &patch.api_key {
             self.api_key = k.clone().filter(|k| !k.is_empty());
         }
+        if let Some(n) = patch.enqueued_token_limit {
+            self.enqueued_token_limit = n.filter(|n| *n > 0);
+        }
     }
 
     /// The full JSON view of this config (every knob present).
@@ -140,6 +157,7 @@ impl SimConfig {
             seed: Some(self.seed),
             shuffle_results: Some(self.shuffle_results),
             api_key: None,
+            enqueued_token_limit: Some(self.enqueued_token_limit),
             api_key_set: Some(self.api_key.is_some()),
         }
     }
@@ -208,6 +226,12 @@ mod tests {
         assert_eq!(c.rate_limit_every, None);
         assert_eq!(c.server_error_every, None);
         assert!(serde_json::from_str::<SimConfigPatch>(r#"{"nope": 1}"#).is_err());
+        let limit: SimConfigPatch =
+            serde_json::from_str(r#"{"enqueued_token_limit": 5000}"#).unwrap();
+        c.apply(&limit);
+        assert_eq!(c.enqueued_token_limit, Some(5000));
+        c.apply(&serde_json::from_str(r#"{"enqueued_token_limit": null}"#).unwrap());
+        assert_eq!(c.enqueued_token_limit, None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::answer::{Style, citation_of, content_hash, generate};
 use crate::config::{SimConfig, SimConfigPatch};
 use crate::hash::{StableHasher, mix2, opaque_id};
-use crate::state::{BatchData, CreateKnobs, Cursor, Fate, Inner, Rec, Refusal, Status};
+use crate::state::{BatchData, CreateKnobs, Cursor, Fate, Inner, Invalid, Rec, Refusal, Status};
 use crate::tokenizer::request_tokens;
 use crate::validate::{Mode, validate};
 use crate::wire::{BatchPage, Deleted, ErrorResponse, MessageBatchJson, MessageJson};
@@ -51,11 +51,82 @@ pub(crate) struct Shared {
     request_counter: AtomicU64,
 }
 
-type App = Arc<Shared>;
+pub(crate) type App = Arc<Shared>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Which API a call speaks, decided from its path and credentials (OpenAI and Gemini share
+/// `/v1/batches` and `/v1/files`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    Anthropic,
+    OpenAi,
+    Gemini,
+}
+
+impl Flavor {
+    /// - `/v1beta/...`, `/upload/...`, `/download/...`: Gemini;
+    /// - `/v1/messages...`: Anthropic;
+    /// - a Gemini key (`x-goog-api-key`, `?key=`): Gemini; an Anthropic key or version header
+    ///   (`x-api-key`, `anthropic-version`): Anthropic;
+    /// - a `name:verb` last segment (`models/m:generateContent`, `batches/b:cancel`): Gemini;
+    /// - anything else (a Bearer token, or no credential at all): OpenAI.
+    pub(crate) fn of(uri: &Uri, headers: &HeaderMap) -> Flavor {
+        let path = uri.path();
+        let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+        if under("/v1beta") || under("/upload") || under("/download") {
+            return Flavor::Gemini;
+        }
+        if under("/v1/messages") {
+            return Flavor::Anthropic;
+        }
+        if headers.contains_key("x-goog-api-key") || query_param(uri, "key").is_some() {
+            return Flavor::Gemini;
+        }
+        if headers.contains_key("x-api-key") || headers.contains_key("anthropic-version") {
+            return Flavor::Anthropic;
+        }
+        if path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+        {
+            return Flavor::Gemini;
+        }
+        Flavor::OpenAi
+    }
+}
+
+/// The first value of a query parameter, percent-decoded.
+pub(crate) fn query_param(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if bytes.len() >= i + 3
+                && s.is_char_boundary(i + 3)
+                && u8::from_str_radix(&s[i + 1..i + 3], 16).is_ok() =>
+            {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'%'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Shared {
@@ -72,6 +143,12 @@ impl Shared {
         lock(&self.config).clone()
     }
 
+    /// The state, locked. Keep the guard short: heavy work (answers, file contents) goes
+    /// after it is dropped.
+    pub(crate) fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
     /// Replaces the knobs and restarts the fault counters.
     pub(crate) fn set_config(&self, config: SimConfig) {
         *lock(&self.config) = config;
@@ -81,20 +158,44 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> crate::SimStats {
-        lock(&self.inner).stats.clone()
+        let inner = lock(&self.inner);
+        let mut stats = inner.stats.clone();
+        stats.files_stored = inner.files.len() as u64;
+        stats
+    }
+
+    /// Every OpenAI and Gemini file held (after bringing batches up to date, so finished
+    /// batches' result files are there).
+    pub(crate) fn files(&self) -> Vec<crate::SimFile> {
+        let entries = {
+            let mut inner = lock(&self.inner);
+            inner.refresh(Instant::now(), self.config().seed);
+            inner.files.all()
+        };
+        entries
+            .into_iter()
+            .map(|f| crate::SimFile {
+                api: f.api,
+                id: f.api_id(),
+                name: f.name.clone(),
+                purpose: f.purpose.clone(),
+                bytes: f.content.size(),
+                generated: f.generated(),
+            })
+            .collect()
     }
 
     pub(crate) fn reset(&self) {
         lock(&self.inner).reset();
     }
 
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         let n = self.request_counter.fetch_add(1, Ordering::Relaxed);
         opaque_id("req_", mix2(n, 0x7265_7175_6573_7400))
     }
 
-    /// Counts the call, injects a fault when due, and checks auth and version headers.
-    fn admit(&self, is_v1: bool, headers: &HeaderMap) -> Option<ApiError> {
+    /// Counts the call, injects a fault when due, and checks the credentials of `flavor`.
+    fn admit(&self, flavor: Flavor, uri: &Uri, headers: &HeaderMap) -> Option<ApiError> {
         let (rate_every, server_every, retry_after, expected_key) = {
             let c = lock(&self.config);
             (
@@ -104,41 +205,30 @@ impl Shared {
                 c.api_key.clone(),
             )
         };
+        let path = uri.path();
+        let is_api = ["/v1/", "/v1beta/", "/upload/", "/download/"]
+            .iter()
+            .any(|p| path.starts_with(p));
         {
             let mut inner = lock(&self.inner);
             inner.stats.calls += 1;
-            if !is_v1 {
+            if !is_api {
                 return None;
             }
             inner.fault_counter += 1;
             let n = inner.fault_counter;
             if rate_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
                 inner.stats.faults_injected += 1;
-                return Some(ApiError::fault(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "Number of requests has exceeded your rate limit (simulated). Please try again later.",
-                    retry_after,
-                ));
+                return Some(ApiError::rate_limited(flavor, retry_after));
             }
             if server_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
                 inner.stats.faults_injected += 1;
                 inner.server_faults += 1;
-                return Some(if inner.server_faults % 2 == 1 {
-                    ApiError::fault(
-                        StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                        "overloaded_error",
-                        "Overloaded (simulated)",
-                        retry_after,
-                    )
-                } else {
-                    ApiError::fault(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "api_error",
-                        "Internal server error (simulated)",
-                        retry_after,
-                    )
-                });
+                return Some(ApiError::server_fault(
+                    flavor,
+                    inner.server_faults % 2 == 1,
+                    retry_after,
+                ));
             }
         }
         let header_str = |name: &str| {
@@ -147,69 +237,238 @@ impl Shared {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         };
-        let key = header_str("x-api-key")
-            .filter(|k| !k.is_empty())
-            .or_else(|| {
-                header_str("authorization")
-                    .and_then(|a| a.strip_prefix("Bearer "))
-                    .map(str::trim)
+        let bearer = || {
+            header_str("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+        };
+        match flavor {
+            Flavor::Anthropic => {
+                let key = header_str("x-api-key")
                     .filter(|k| !k.is_empty())
-            });
-        match (key, expected_key) {
-            (None, _) => {
-                return Some(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "x-api-key header is required",
-                ));
+                    .or_else(bearer);
+                match (key, expected_key) {
+                    (None, _) => {
+                        return Some(ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "authentication_error",
+                            "x-api-key header is required",
+                        ));
+                    }
+                    (Some(got), Some(want)) if got != want => {
+                        return Some(ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            "authentication_error",
+                            "invalid x-api-key",
+                        ));
+                    }
+                    _ => {}
+                }
+                if header_str("anthropic-version").is_none_or(str::is_empty) {
+                    return Some(ApiError::invalid("anthropic-version: header is required"));
+                }
+                None
             }
-            (Some(got), Some(want)) if got != want => {
-                return Some(ApiError::new(
+            Flavor::OpenAi => match (bearer(), expected_key) {
+                (None, _) => Some(ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "invalid x-api-key",
-                ));
+                    "invalid_request_error",
+                    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                )),
+                (Some(got), Some(want)) if got != want => Some(
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_request_error",
+                        "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+                    )
+                    .code("invalid_api_key"),
+                ),
+                _ => None,
+            },
+            Flavor::Gemini => {
+                // Resumable upload chunks carry no key: the session id is the credential.
+                if path.starts_with("/upload/") && query_param(uri, "upload_id").is_some() {
+                    return None;
+                }
+                let key = header_str("x-goog-api-key")
+                    .map(str::to_owned)
+                    .or_else(|| query_param(uri, "key"))
+                    .filter(|k| !k.is_empty());
+                match (key, expected_key) {
+                    (None, _) => Some(ApiError::google(
+                        StatusCode::FORBIDDEN,
+                        "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+                    )),
+                    (Some(got), Some(want)) if got != want => {
+                        let message = "API key not valid. Please pass a valid API key.";
+                        Some(ApiError::google(StatusCode::BAD_REQUEST, message).details(vec![
+                            serde_json::json!({
+                                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                "reason": "API_KEY_INVALID",
+                                "domain": "googleapis.com",
+                                "metadata": {"service": "generativelanguage.googleapis.com"}}),
+                            serde_json::json!({
+                                "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                                "locale": "en-US",
+                                "message": message}),
+                        ]))
+                    }
+                    _ => None,
+                }
             }
-            _ => {}
         }
-        if header_str("anthropic-version").is_none_or(str::is_empty) {
-            return Some(ApiError::invalid("anthropic-version: header is required"));
-        }
-        None
     }
 }
 
-/// An error answer; rendered (with the request id) by the middleware.
+/// An error answer; rendered (with the request id) by the middleware in the calling API's
+/// style: Anthropic `{type: "error", error: {type, message}}`, OpenAI `{error: {message,
+/// type, param, code}}`, Gemini `{error: {code, message, status, details}}`.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    retry_after: Option<Duration>,
+    pub(crate) status: StatusCode,
+    /// Anthropic or OpenAI error `type`.
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    pub(crate) retry_after: Option<Duration>,
+    /// OpenAI `param`.
+    pub(crate) param: Option<String>,
+    /// OpenAI `code`.
+    pub(crate) code: Option<String>,
+    /// Gemini canonical status, when not the usual one for the HTTP status.
+    pub(crate) google_status: Option<&'static str>,
+    /// Gemini `details`.
+    pub(crate) details: Vec<Value>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
             message: message.into(),
             retry_after: None,
+            param: None,
+            code: None,
+            google_status: None,
+            details: Vec::new(),
         }
     }
 
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found_error", message)
     }
 
-    fn fault(status: StatusCode, kind: &'static str, message: &str, retry: Duration) -> Self {
+    /// A Gemini error; the canonical status follows from the HTTP status.
+    pub(crate) fn google(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, "", message)
+    }
+
+    pub(crate) fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub(crate) fn code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub(crate) fn google_status(mut self, status: &'static str) -> Self {
+        self.google_status = Some(status);
+        self
+    }
+
+    pub(crate) fn details(mut self, details: Vec<Value>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// An OpenAI 400 from a validation failure.
+    pub(crate) fn openai_invalid(invalid: crate::state::Invalid) -> Self {
+        Self {
+            param: invalid.param,
+            code: invalid.code.map(str::to_owned),
+            ..Self::invalid(invalid.message)
+        }
+    }
+
+    fn rate_limited(flavor: Flavor, retry: Duration) -> Self {
+        let e = match flavor {
+            Flavor::Anthropic => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit (simulated). Please try again later.",
+            ),
+            Flavor::OpenAi => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                format!(
+                    "Rate limit reached for requests (simulated). Please try again in {}.",
+                    protobuf_duration(retry)
+                ),
+            )
+            .code("rate_limit_exceeded"),
+            Flavor::Gemini => Self::google(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Resource has been exhausted (e.g. check quota). (simulated)",
+            )
+            .details(vec![
+                serde_json::json!({
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_requests_per_model",
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+                }]}),
+                serde_json::json!({
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": protobuf_duration(retry)}),
+            ]),
+        };
         Self {
             retry_after: Some(retry),
-            ..Self::new(status, kind, message)
+            ..e
+        }
+    }
+
+    fn server_fault(flavor: Flavor, overloaded: bool, retry: Duration) -> Self {
+        let e = match (flavor, overloaded) {
+            (Flavor::Anthropic, true) => Self::new(
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                "overloaded_error",
+                "Overloaded (simulated)",
+            ),
+            (Flavor::Anthropic, false) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "Internal server error (simulated)",
+            ),
+            (Flavor::OpenAi, true) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "The engine is currently overloaded, please try again later. (simulated)",
+            ),
+            (Flavor::OpenAi, false) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "The server had an error while processing your request. Sorry about that! (simulated)",
+            ),
+            (Flavor::Gemini, true) => Self::google(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The model is overloaded. Please try again later. (simulated)",
+            ),
+            (Flavor::Gemini, false) => Self::google(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting (simulated)",
+            ),
+        };
+        Self {
+            retry_after: Some(retry),
+            ..e
         }
     }
 
@@ -232,7 +491,42 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_response<T: Serialize>(value: &T) -> Response {
+/// A protobuf `Duration` in JSON: `"1s"`, `"0.300s"` (0, 3, 6 or 9 fractional digits).
+pub(crate) fn protobuf_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    if nanos == 0 {
+        format!("{secs}s")
+    } else if nanos % 1_000_000 == 0 {
+        format!("{secs}.{:03}s", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!("{secs}.{:06}s", nanos / 1_000)
+    } else {
+        format!("{secs}.{nanos:09}s")
+    }
+}
+
+/// The canonical status name Google uses for an HTTP status.
+pub(crate) fn google_status_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ALREADY_EXISTS",
+        412 => "FAILED_PRECONDITION",
+        413 => "INVALID_ARGUMENT",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if s >= 500 => "INTERNAL",
+        _ => "UNKNOWN",
+    }
+}
+
+pub(crate) fn json_response<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => ApiError::new(
@@ -263,41 +557,62 @@ pub(crate) fn router(app: App) -> Router {
         .route("/v1/messages/batches/{id}/results", get(batches_results));
     let admin = Router::new()
         .route("/_sim/stats", get(admin_stats))
+        .route("/_sim/files", get(admin_files))
         .route("/_sim/config", get(admin_config_get).post(admin_config_set))
         .route("/_sim/reset", post(admin_reset));
     v1.merge(admin)
-        .fallback(not_found)
+        .fallback(dispatch)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MESSAGES_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(app.clone(), gate))
         .with_state(app)
 }
 
-async fn gate(State(app): State<App>, req: Request, next: Next) -> Response {
+async fn gate(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let request_id = app.request_id();
     let path = req.uri().path();
     let admin = path == "/_sim" || path.starts_with("/_sim/");
-    let is_v1 = path.starts_with("/v1/");
+    let flavor = if admin {
+        Flavor::Anthropic
+    } else {
+        Flavor::of(req.uri(), req.headers())
+    };
+    req.extensions_mut().insert(flavor);
     let early = if admin {
         None
     } else {
-        app.admit(is_v1, req.headers())
+        app.admit(flavor, req.uri(), req.headers())
     };
     let response = match early {
         Some(e) => e.into_response(),
         None => next.run(req).await,
     };
-    finish(response, &request_id)
+    finish(response, &request_id, flavor)
 }
 
-/// Renders an [`ApiError`] body and stamps the request id.
-fn finish(response: Response, request_id: &str) -> Response {
+/// Renders an [`ApiError`] body in the API's style and stamps the request id.
+fn finish(response: Response, request_id: &str, flavor: Flavor) -> Response {
     let mut response = match response.extensions().get::<ApiError>().cloned() {
         None => response,
         Some(e) => {
             let (mut parts, _) = response.into_parts();
-            let body = ErrorResponse::new(e.kind, &e.message, Some(request_id));
-            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let body = match flavor {
+                Flavor::Anthropic => {
+                    serde_json::to_vec(&ErrorResponse::new(e.kind, &e.message, Some(request_id)))
+                }
+                Flavor::OpenAi => serde_json::to_vec(&serde_json::json!({"error": {
+                    "message": e.message, "type": e.kind, "param": e.param, "code": e.code}})),
+                Flavor::Gemini => {
+                    let mut error = serde_json::json!({"code": e.status.as_u16(),
+                        "message": e.message,
+                        "status": e.google_status.unwrap_or_else(|| google_status_name(e.status))});
+                    if !e.details.is_empty() {
+                        error["details"] = Value::Array(e.details.clone());
+                    }
+                    serde_json::to_vec(&serde_json::json!({ "error": error }))
+                }
+            }
+            .unwrap_or_default();
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -309,28 +624,60 @@ fn finish(response: Response, request_id: &str) -> Response {
                 parts
                     .headers
                     .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-                parts
-                    .headers
-                    .insert("retry-after-ms", HeaderValue::from(ms));
-                parts
-                    .headers
-                    .insert("x-should-retry", HeaderValue::from_static("true"));
+                if flavor != Flavor::Gemini {
+                    parts
+                        .headers
+                        .insert("retry-after-ms", HeaderValue::from(ms));
+                    parts
+                        .headers
+                        .insert("x-should-retry", HeaderValue::from_static("true"));
+                }
             }
             Response::from_parts(parts, Body::from(body))
         }
     };
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert("request-id", v);
+    let headers = response.headers_mut();
+    match flavor {
+        Flavor::Anthropic => {
+            if let Ok(v) = HeaderValue::from_str(request_id) {
+                headers.insert("request-id", v);
+            }
+            headers.insert(
+                "anthropic-organization-id",
+                HeaderValue::from_static("00000000-0000-4000-8000-000000000000"),
+            );
+        }
+        Flavor::OpenAi => {
+            if let Ok(v) = HeaderValue::from_str(request_id) {
+                headers.insert("x-request-id", v);
+            }
+            headers.insert("openai-version", HeaderValue::from_static("2020-10-01"));
+            headers.insert(
+                "openai-organization",
+                HeaderValue::from_static("volley-sim"),
+            );
+            headers.insert("openai-processing-ms", HeaderValue::from_static("1"));
+        }
+        Flavor::Gemini => {}
     }
-    response.headers_mut().insert(
-        "anthropic-organization-id",
-        HeaderValue::from_static("00000000-0000-4000-8000-000000000000"),
-    );
     response
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("Not found: {method} {}", uri.path()))
+/// Everything that is not an Anthropic or admin route: OpenAI and Gemini.
+async fn dispatch(State(app): State<App>, req: Request) -> Response {
+    let flavor = req
+        .extensions()
+        .get::<Flavor>()
+        .copied()
+        .unwrap_or(Flavor::Anthropic);
+    match flavor {
+        Flavor::OpenAi => crate::openai::handle(app, req).await,
+        Flavor::Gemini => crate::gemini::handle(app, req).await,
+        Flavor::Anthropic => {
+            ApiError::not_found(format!("Not found: {} {}", req.method(), req.uri().path()))
+                .into_response()
+        }
+    }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
@@ -339,6 +686,34 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         "invalid_request_error",
         format!("Method {method} not allowed for {}", uri.path()),
     )
+}
+
+/// Reads a body up to `limit` bytes; `None` when it is larger.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Option<Bytes>, String> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("could not read the request body: {e}"))?;
+        let have = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if have + chunk.len() > limit {
+            return Ok(None);
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(f) => {
+                buf.reserve(f.len() + chunk.len());
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(Some(match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    }))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -362,7 +737,7 @@ fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 }
 
 /// `http://host:port` as the client addressed us (Host header), else the bound address.
-fn origin(app: &Shared, headers: &HeaderMap) -> String {
+pub(crate) fn origin(app: &Shared, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -537,7 +912,8 @@ fn prepare_batch(body: &[u8], seed: u64) -> Result<Vec<Rec>, ApiError> {
                 custom_id,
                 model,
                 style: Style::Sentence,
-                invalid: Some(message.into_boxed_str()),
+                invalid: Some(Box::new(Invalid::new(message))),
+                meta: None,
                 citation: None,
                 content_hash: 0,
                 fate_hash: 0,
@@ -550,6 +926,7 @@ fn prepare_batch(body: &[u8], seed: u64) -> Result<Vec<Rec>, ApiError> {
                 model,
                 style: Style::of(&params, &mut intern_schema),
                 invalid: None,
+                meta: None,
                 citation: citation_of(&params).map(Box::new),
                 content_hash: content_hash(seed, &params),
                 fate_hash: 0,
@@ -738,6 +1115,10 @@ async fn admin_stats(State(app): State<App>) -> Response {
     json_response(&app.stats())
 }
 
+async fn admin_files(State(app): State<App>) -> Response {
+    json_response(&serde_json::json!({ "files": app.files() }))
+}
+
 async fn admin_config_get(State(app): State<App>) -> Response {
     json_response(&app.config().to_patch())
 }
@@ -811,7 +1192,7 @@ mod tests {
         .unwrap();
         assert_eq!(recs[0].fate, Fate::Invalid);
         assert_eq!(
-            recs[0].invalid.as_deref(),
+            recs[0].invalid.as_ref().map(|i| i.message.as_str()),
             Some("max_tokens: Field required")
         );
     }

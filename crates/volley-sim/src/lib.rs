@@ -1,34 +1,60 @@
-//! `volley-sim`: a wire-faithful simulator of the Anthropic Messages and Message Batches APIs.
+//! `volley-sim`: a wire-faithful simulator of the Anthropic (Messages, Message Batches),
+//! OpenAI (Files, Batches, Chat Completions, Responses) and Gemini (batch mode, Files,
+//! `generateContent`) APIs, all on one port.
 //!
-//! A real HTTP server (axum, on 127.0.0.1) that the official `anthropic` Python SDK drives
-//! unchanged. Its wire code is written from the provider docs, independently of
-//! `volley-providers`, so a misunderstanding of the wire cannot hide by being mirrored on both
-//! sides.
+//! A real HTTP server (axum, on 127.0.0.1) that the official `anthropic`, `openai` and
+//! `google-genai` Python SDKs drive unchanged (`scripts/conformance.sh`). Its wire code is
+//! written from the provider docs, independently of `volley-providers`, so a misunderstanding
+//! of the wire cannot hide by being mirrored on both sides.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use volley_sim::{SimConfig, Simulator};
 //! let sim = Simulator::spawn(SimConfig::default()).await?;
-//! // Point a client at `sim.base_url()` (what `ANTHROPIC_BASE_URL` would hold).
+//! // Point a client at `sim.base_url()` (what `ANTHROPIC_BASE_URL` and
+//! // `GOOGLE_GEMINI_BASE_URL` would hold; `OPENAI_BASE_URL` is `sim.openai_base_url()`).
 //! let base_url = sim.base_url();
 //! # let _ = base_url;
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
 //!
-//! Routes: `POST /v1/messages`, `POST /v1/messages/count_tokens`, `POST|GET
-//! /v1/messages/batches`, `GET|DELETE /v1/messages/batches/{id}`, `POST
-//! /v1/messages/batches/{id}/cancel`, `GET /v1/messages/batches/{id}/results`; admin:
-//! `GET /_sim/stats`, `GET|POST /_sim/config`, `POST /_sim/reset`.
+//! Routes:
+//! - Anthropic (`x-api-key`): `POST /v1/messages`, `POST /v1/messages/count_tokens`,
+//!   `POST|GET /v1/messages/batches`, `GET|DELETE /v1/messages/batches/{id}`,
+//!   `POST /v1/messages/batches/{id}/cancel`, `GET /v1/messages/batches/{id}/results`;
+//! - OpenAI (`Authorization: Bearer`): `POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`,
+//!   `GET /v1/files/{id}/content`, `POST|GET /v1/batches`, `GET /v1/batches/{id}`,
+//!   `POST /v1/batches/{id}/cancel`, `POST /v1/chat/completions`, `POST /v1/responses`;
+//! - Gemini (`x-goog-api-key` or `?key=`), under `/v1beta` and `/v1`:
+//!   `POST /{v}/models/{m}:batchGenerateContent|generateContent|countTokens`,
+//!   `GET /{v}/batches`, `GET|DELETE /{v}/batches/{id}`, `POST /{v}/batches/{id}:cancel`,
+//!   `GET /{v}/files`, `GET|DELETE /{v}/files/{id}`, `POST /upload/{v}/files` (resumable
+//!   upload; the session URL it returns takes the chunks without a key),
+//!   `GET /download/{v}/files/{id}:download?alt=media` and `GET /{v}/files/{id}:download`;
+//! - admin: `GET /_sim/stats`, `GET /_sim/files`, `GET|POST /_sim/config`, `POST /_sim/reset`.
 //!
-//! Answers are deterministic: same request content and seed, same text and usage. Batches
-//! end `processing` after creation, evaluated lazily against `tokio::time::Instant`, so tests
-//! with a paused tokio clock need not sleep.
+//! OpenAI and Gemini share `/v1/batches` and `/v1/files`: a Gemini key (`x-goog-api-key`,
+//! `?key=`) or a `name:verb` path means Gemini, a Bearer token (or no credential) OpenAI.
+//!
+//! Answers are deterministic: same request content and seed, same text and usage, whichever
+//! API asked. Batches end `processing` after creation, evaluated lazily against
+//! `tokio::time::Instant`, so tests with a paused tokio clock need not sleep.
+//!
+//! Files: [`SimStats::files_stored`] counts the OpenAI and Gemini files held right now
+//! (uploaded and generated result files); [`Simulator::files`] lists them, so a test can
+//! assert that a client deleted everything it uploaded.
 
 mod answer;
 mod config;
+mod convert;
+mod files;
+mod gemini;
 mod hash;
 mod http;
+mod lifecycle;
+mod multipart;
+mod openai;
 mod schema;
 mod state;
 pub mod tokenizer;
@@ -45,6 +71,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{SimConfig, SimConfigPatch};
+pub use files::{FileApi, SimFile};
 pub use schema::instance as schema_instance;
 
 /// Counters of what the simulator has seen since it started (or was last reset).
@@ -62,6 +89,14 @@ pub struct SimStats {
     pub duplicate_submissions: u64,
     /// Most times any one `custom_id` has been submitted.
     pub max_submissions_per_custom_id: u64,
+    /// Files uploaded (OpenAI `POST /v1/files`, Gemini finalized uploads).
+    #[serde(default)]
+    pub files_uploaded: u64,
+    /// Files held right now: uploads and generated result files, OpenAI and Gemini, until a
+    /// client deletes them (a gauge, unlike the counters above). 0 means a client left
+    /// nothing behind.
+    #[serde(default)]
+    pub files_stored: u64,
 }
 
 /// A running simulator. Stops on [`Simulator::shutdown`] or when dropped.
@@ -117,9 +152,20 @@ impl Simulator {
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash, no `/v1`): the value for
-    /// `ANTHROPIC_BASE_URL`.
+    /// `ANTHROPIC_BASE_URL` and `GOOGLE_GEMINI_BASE_URL`.
     pub fn base_url(&self) -> String {
         format!("http://{}", loopback(self.addr))
+    }
+
+    /// `http://127.0.0.1:PORT/v1`: the value for `OPENAI_BASE_URL`.
+    pub fn openai_base_url(&self) -> String {
+        format!("{}/v1", self.base_url())
+    }
+
+    /// The OpenAI and Gemini files the simulator holds (uploads and generated result files),
+    /// oldest first. Empty once a client has deleted everything.
+    pub fn files(&self) -> Vec<SimFile> {
+        self.shared.files()
     }
 
     /// A snapshot of the counters.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::SimStats;
@@ -42,8 +43,10 @@ pub(crate) struct Rec {
     pub(crate) custom_id: Box<str>,
     pub(crate) model: Arc<str>,
     pub(crate) style: Style,
-    /// Validation message when `fate == Invalid`.
-    pub(crate) invalid: Option<Box<str>>,
+    /// Why the request is invalid, when `fate == Invalid`.
+    pub(crate) invalid: Option<Box<Invalid>>,
+    /// Gemini inline requests: their `metadata`, echoed on the response (raw JSON).
+    pub(crate) meta: Option<Box<RawValue>>,
     /// The citation the answer carries (requests with citations enabled).
     pub(crate) citation: Option<Box<serde_json::Value>>,
     pub(crate) content_hash: u64,
@@ -51,6 +54,35 @@ pub(crate) struct Rec {
     pub(crate) input_tokens: u32,
     pub(crate) max_tokens: u32,
     pub(crate) fate: Fate,
+}
+
+/// A request that failed validation: the message, and for OpenAI the `param` and `code` of
+/// the error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) message: String,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
+}
+
+impl Invalid {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            param: None,
+            code: None,
+        }
+    }
+
+    pub(crate) fn param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub(crate) fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
 }
 
 /// The final result type of a request.
@@ -66,6 +98,11 @@ impl Rec {
     /// Where in the processing window this request completes, in `[0, 1)`.
     fn progress_point(&self) -> f64 {
         unit(mix64(self.fate_hash ^ 0xc0ff_ee00_d15e_a5e5))
+    }
+
+    /// Whether the request is done once `fraction` of the work window has passed.
+    pub(crate) fn done_by(&self, fraction: f64) -> bool {
+        fraction >= 1.0 || self.progress_point() < fraction
     }
 
     pub(crate) fn outcome(&self, cancel_fraction: Option<f64>) -> Outcome {
@@ -238,6 +275,12 @@ pub(crate) struct Inner {
     /// Server faults injected so far (alternates 529 / 500).
     pub(crate) server_faults: u64,
     counter: u64,
+    /// OpenAI batches.
+    pub(crate) openai: crate::openai::Store,
+    /// Gemini batches.
+    pub(crate) gemini: crate::gemini::Store,
+    /// OpenAI and Gemini files (uploaded and generated), and Gemini upload sessions.
+    pub(crate) files: crate::files::Store,
 }
 
 /// Parameters of a create that come from the config at that moment.
@@ -261,25 +304,53 @@ impl Inner {
     pub(crate) fn reset(&mut self) {
         let next_seq = self.next_seq;
         let counter = self.counter;
+        let openai = self.openai.emptied();
+        let gemini = self.gemini.emptied();
+        let files = self.files.emptied();
         *self = Inner {
             next_seq,
             counter,
+            openai,
+            gemini,
+            files,
             ..Inner::default()
         };
     }
 
-    /// Creates a batch from records prepared outside the lock (envelope already checked); the
-    /// fates are decided here, where the submission counts are.
-    pub(crate) fn create(
-        &mut self,
-        mut records: Vec<Rec>,
-        knobs: &CreateKnobs,
-        now: Instant,
-        wall: Timestamp,
-    ) -> BatchView {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        for rec in &mut records {
+    fn fate(fate_hash: u64, knobs: &CreateKnobs) -> Fate {
+        let u = unit(fate_hash);
+        if u < knobs.error_rate {
+            Fate::ApiError
+        } else if u < knobs.error_rate + knobs.expired_rate {
+            Fate::Expired
+        } else {
+            Fate::Succeed
+        }
+    }
+
+    /// Brings the OpenAI and Gemini batches up to `now`: finished ones get their result files.
+    pub(crate) fn refresh(&mut self, now: Instant, _seed: u64) {
+        self.openai.refresh(now, &mut self.files);
+        self.gemini.refresh(now, &mut self.files);
+    }
+
+    /// Decides the fates of a new batch's records (where the submission counts are) and
+    /// counts the batch in the stats.
+    pub(crate) fn register(&mut self, records: &mut [Rec], knobs: &CreateKnobs) {
+        let mut salt = None;
+        for (index, rec) in records.iter_mut().enumerate() {
+            if rec.custom_id.is_empty() {
+                // No id to track (a Gemini request without a key): a fate of its own.
+                let salt = *salt.get_or_insert_with(|| self.next_counter());
+                let mut h = StableHasher::new(knobs.seed);
+                h.u64(salt);
+                h.u64(index as u64);
+                rec.fate_hash = h.finish();
+                if rec.fate != Fate::Invalid {
+                    rec.fate = Self::fate(rec.fate_hash, knobs);
+                }
+                continue;
+            }
             let count = self.submissions.entry(rec.custom_id.clone()).or_insert(0);
             let before = *count;
             *count += 1;
@@ -295,18 +366,25 @@ impl Inner {
             h.u64(u64::from(before));
             rec.fate_hash = h.finish();
             if rec.fate != Fate::Invalid {
-                let u = unit(rec.fate_hash);
-                rec.fate = if u < knobs.error_rate {
-                    Fate::ApiError
-                } else if u < knobs.error_rate + knobs.expired_rate {
-                    Fate::Expired
-                } else {
-                    Fate::Succeed
-                };
+                rec.fate = Self::fate(rec.fate_hash, knobs);
             }
         }
         self.stats.batches_created += 1;
         self.stats.requests_submitted += records.len() as u64;
+    }
+
+    /// Creates a batch from records prepared outside the lock (envelope already checked); the
+    /// fates are decided here, where the submission counts are.
+    pub(crate) fn create(
+        &mut self,
+        mut records: Vec<Rec>,
+        knobs: &CreateKnobs,
+        now: Instant,
+        wall: Timestamp,
+    ) -> BatchView {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.register(&mut records, knobs);
         let mut id = String::from(BATCH_PREFIX);
         push_base62(&mut id, seq, SEQ_WIDTH);
         let tail = opaque_id("", mix2(knobs.seed, seq));
@@ -435,6 +513,7 @@ mod tests {
                 model: Arc::from("m"),
                 style: Style::Sentence,
                 invalid: None,
+                meta: None,
                 citation: None,
                 content_hash: 1,
                 fate_hash: 0,

@@ -177,8 +177,8 @@ pub(crate) fn write_result_line(
         Outcome::Canceled => ResultJson::Canceled,
         Outcome::Expired => ResultJson::Expired,
         Outcome::Errored => match &rec.invalid {
-            Some(msg) => ResultJson::Errored {
-                error: ErrorResponse::new("invalid_request_error", msg, None),
+            Some(invalid) => ResultJson::Errored {
+                error: ErrorResponse::new("invalid_request_error", &invalid.message, None),
             },
             None => ResultJson::Errored {
                 error: ErrorResponse::new("api_error", API_ERROR_MESSAGE, None),

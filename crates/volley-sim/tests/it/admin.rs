@@ -41,6 +41,8 @@ async fn stats_count_duplicate_submissions_across_batches() {
             requests_submitted: 13,
             duplicate_submissions: 6,
             max_submissions_per_custom_id: 3,
+            files_uploaded: 0,
+            files_stored: 0,
         }
     );
     let (status, body) = admin(&api, reqwest::Method::GET, "/_sim/stats", None).await;
