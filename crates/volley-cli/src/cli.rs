@@ -82,7 +82,8 @@ pub(crate) struct RunArgs {
     /// cannot fit are `skipped` (exit code 3).
     #[arg(long, value_name = "USD")]
     pub(crate) max_cost_usd: Option<f64>,
-    /// Start a new run even if an unfinished run has the same input.
+    /// Start a new run even if a run with the same input and options exists (unfinished runs
+    /// are otherwise resumed, completed ones reused without paying again).
     #[arg(long)]
     pub(crate) fresh: bool,
     /// Show the estimate and stop: nothing is submitted or stored.

@@ -1,6 +1,5 @@
 //! Everything `volley` prints. Human text goes to stderr, `--json` to stdout; this module is
 //! the only place that prints, so the rule is easy to keep.
-#![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
@@ -24,14 +23,16 @@ pub(crate) fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// A line for the user.
+/// A line for the user. A closed stderr is ignored: losing a progress line must never stop
+/// a run (`eprintln!` would panic).
 pub(crate) fn info(message: &str) {
-    eprintln!("{message}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
 }
 
 /// An error line.
 pub(crate) fn error(message: &str) {
-    eprintln!("error: {message}");
+    info(&format!("error: {message}"));
 }
 
 /// JSON on stdout, for scripts.
@@ -143,7 +144,7 @@ impl Reporter {
         if self.interactive {
             self.bar.println(message);
         } else {
-            eprintln!("{message}");
+            info(message);
         }
     }
 

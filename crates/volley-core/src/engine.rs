@@ -95,6 +95,11 @@ pub enum EngineError {
     /// No such run.
     #[error("no run `{0}` in the store")]
     UnknownRun(String),
+    /// The process stopped while importing the input; the run holds only part of it.
+    #[error(
+        "run `{0}` was interrupted while importing its input and holds only part of it; nothing was submitted — start again with `volley run INPUT`"
+    )]
+    IncompleteImport(String),
 }
 
 /// The outcome of one batch task, when it did not finish its job.
@@ -178,6 +183,10 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::UnknownRun(run_id.to_owned()))?;
         let run_id = run.id.as_str();
+        // A finished import always holds at least one request (empty inputs are refused).
+        if run.total == 0 {
+            return Err(EngineError::IncompleteImport(run.id.clone()));
+        }
         store.set_run_state(run_id, RunState::Running).await?;
 
         let mut tasks: JoinSet<(String, Result<(), BatchError>)> = JoinSet::new();

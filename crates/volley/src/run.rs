@@ -13,6 +13,7 @@ use volley_core::plan_estimate::{Estimate, Estimator};
 use volley_core::provider::SubmissionItem;
 use volley_core::run_id::new_run_id;
 use volley_core::store::{NewRun, RunOptions, RunRecord};
+use volley_types::RunState;
 
 use crate::{Error, Volley};
 
@@ -67,8 +68,10 @@ impl RunSpec {
 pub struct Started {
     /// The run.
     pub run: RunRecord,
-    /// Whether an unfinished run with the same input was picked up instead of a new one.
+    /// Whether a run with the same input and options was picked up instead of a new one.
     pub resumed: bool,
+    /// The picked-up run had already completed: nothing will be submitted again.
+    pub already_completed: bool,
     /// What validation counted (empty when resumed).
     pub validation: Validation,
 }
@@ -156,14 +159,25 @@ impl Volley {
         fingerprint: String,
         spec: RunSpec,
     ) -> Result<Started, Error> {
-        if !spec.fresh
-            && let Some(run) = self.store.resumable_run(&fingerprint).await?
-        {
-            return Ok(Started {
-                run,
-                resumed: true,
-                validation: Validation::default(),
-            });
+        if !spec.fresh {
+            // Never pay twice for the same input: an unfinished run is resumed, and a completed
+            // one is reused (its results are written again; nothing is submitted).
+            let mut found = self.store.resumable_run(&fingerprint).await?;
+            if found.is_none() {
+                found = self.store.runs().await?.into_iter().find(|run| {
+                    run.fingerprint.as_deref() == Some(fingerprint.as_str())
+                        && run.state == RunState::Completed
+                        && run.total > 0
+                });
+            }
+            if let Some(run) = found {
+                return Ok(Started {
+                    already_completed: run.state == RunState::Completed,
+                    run,
+                    resumed: true,
+                    validation: Validation::default(),
+                });
+            }
         }
         let validation = self.validate(&source, &spec)?;
         let id = new_run_id(Timestamp::now());
@@ -196,6 +210,7 @@ impl Volley {
         Ok(Started {
             run: self.run(&id).await?,
             resumed: false,
+            already_completed: false,
             validation,
         })
     }

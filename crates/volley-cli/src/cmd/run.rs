@@ -75,7 +75,12 @@ pub(crate) async fn run(args: RunArgs) -> Code {
             return Code::Usage;
         }
     };
-    if started.resumed {
+    if started.already_completed {
+        output::info(&format!(
+            "resuming run {}: it already completed this input with these options, so nothing is submitted again (--fresh runs it again and pays again)",
+            started.run.id
+        ));
+    } else if started.resumed {
         output::info(&format!(
             "resuming run {} (same input and options; --fresh starts a new run)",
             started.run.id

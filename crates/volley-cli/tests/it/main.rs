@@ -1,5 +1,6 @@
 //! End-to-end tests of the `volley` binary against the simulator, over real HTTP.
 mod bad_input;
+mod chaos;
 mod crash;
 mod faults;
 mod run;

@@ -177,3 +177,31 @@ async fn the_cost_cap_skips_what_cannot_fit_and_exits_3() {
     assert_eq!(status["max_cost_usd"], 0.0003);
     assert!(err.contains("skipped"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_a_completed_input_again_pays_nothing_unless_fresh() {
+    let sim = sim(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 12);
+    let run = |extra: &'static [&'static str]| {
+        let mut cmd = volley_at(dir.path(), &sim);
+        cmd.arg("run")
+            .arg(&input)
+            .args(["--poll-interval", "20", "--out", "out"])
+            .args(extra);
+        cmd
+    };
+    assert_eq!(output(run(&[])).await.status.code(), Some(0));
+    let again = output(run(&[])).await;
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        stderr(&again).contains("nothing is submitted again"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(sim.stats().requests_submitted, 12);
+    assert_eq!(ids(&dir.path().join("out/results.jsonl")), ids(&input));
+    let fresh = output(run(&["--fresh"])).await;
+    assert_eq!(fresh.status.code(), Some(0));
+    assert_eq!(sim.stats().requests_submitted, 24, "--fresh runs it again");
+}
