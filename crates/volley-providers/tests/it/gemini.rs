@@ -149,9 +149,15 @@ async fn file_mode_uploads_downloads_and_releases_every_file() {
     let remote = p.submit(submission("b-file", &items)).await.unwrap();
     assert_eq!(remote.owned_files.len(), 1, "{remote:?}");
     assert!(remote.owned_files[0].starts_with("files/"));
-    let uploaded = list_files(&sim).await;
+    // The batch may already have written its responses file; the upload is the only one ours.
+    let uploaded: Vec<Value> = list_files(&sim)
+        .await
+        .into_iter()
+        .filter(|f| f["source"] != "GENERATED")
+        .collect();
     assert_eq!(uploaded.len(), 1, "{uploaded:?}");
     assert_eq!(uploaded[0]["displayName"], "volley-b-file");
+    assert_eq!(uploaded[0]["name"], remote.owned_files[0].as_str());
 
     let ended = until_ended(&p, &remote.id).await;
     let responses = ended.results_locator.clone().expect("a responses file");
@@ -392,4 +398,70 @@ async fn find_submitted_pages_through_the_list() {
     let found = p.find_submitted(hint).await.unwrap().expect("found");
     assert_eq!(found.id, last.id);
     assert!(p.find_submitted(hint_first).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_expired_batch_reports_every_item_expired() {
+    let sim = Simulator::spawn(SimConfig {
+        processing: Duration::from_millis(20),
+        expired_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    for limit in [volley_providers::gemini::INLINE_LIMIT, 100] {
+        let p = provider(&sim, "k").with_inline_limit(limit);
+        let items = items(4);
+        let remote = p.submit(submission("b-exp", &items)).await.unwrap();
+        let ended = until_ended(&p, &remote.id).await;
+        assert_eq!(ended.provider_status, "BATCH_STATE_EXPIRED");
+        assert_eq!(
+            ended.results_locator, None,
+            "an expired batch has no results"
+        );
+
+        // Another process (after a restart) knows no keys: it reports nothing, and the
+        // engine's "missing from the results" rule takes over.
+        let fresh = provider(&sim, "k");
+        let results: Vec<_> = fresh.results(&ended).await.unwrap().collect().await;
+        assert!(results.is_empty(), "{results:?}");
+
+        let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
+        assert_eq!(sorted_ids(&results), expected_ids(4));
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r.as_ref().unwrap().result, ItemResult::Expired)),
+            "{results:?}"
+        );
+        p.release(&ended).await.unwrap();
+    }
+    assert!(list_files(&sim).await.is_empty());
+}
+
+#[tokio::test]
+async fn item_errors_keep_their_kind_and_status() {
+    let sim = Simulator::spawn(SimConfig {
+        processing: Duration::from_millis(20),
+        error_rate: 1.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let p = provider(&sim, "k");
+    let items = items(3);
+    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let ended = until_ended(&p, &remote.id).await;
+    let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
+    assert_eq!(results.len(), 3);
+    for r in results {
+        match r.unwrap().result {
+            ItemResult::Errored(info) => {
+                assert_eq!(info.kind, ErrorKind::Server, "{info:?}");
+                assert_eq!(info.provider_status, Some(500));
+                assert!(info.kind.is_transient());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
