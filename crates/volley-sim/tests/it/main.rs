@@ -3,6 +3,8 @@
 mod admin;
 mod batches;
 mod faults;
+mod gemini;
 mod messages;
+mod openai;
 mod scale;
 mod support;
