@@ -413,6 +413,12 @@ impl Engine {
                 } else {
                     None
                 };
+                if found.is_some() {
+                    // confirm_submit counted this attempt in the store; keep our copy in step.
+                    for item in &mut items {
+                        item.attempts += 1;
+                    }
+                }
                 match found {
                     Some(remote) => remote,
                     None if shutdown.is_cancelled() => return Ok(()),

@@ -138,4 +138,11 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
     assert_eq!(stats.duplicate_submissions, 0);
     let results = store.results("run-1", None, 100).await.unwrap();
     assert_eq!(results.len(), 12);
+    for (_, line) in &results {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            line["attempts"], 1,
+            "the re-attached submission is counted once: {line}"
+        );
+    }
 }
