@@ -31,7 +31,7 @@ pub(crate) enum Command {
     Results(ResultsArgs),
     /// List the models volley knows, with batch prices and limits.
     Models(ModelsArgs),
-    /// Run the provider simulator (Anthropic API) on 127.0.0.1.
+    /// Run the provider simulator (Anthropic, OpenAI and Gemini APIs) on 127.0.0.1.
     Sim(SimArgs),
 }
 

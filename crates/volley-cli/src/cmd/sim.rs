@@ -28,9 +28,8 @@ pub(crate) async fn sim(args: SimArgs) -> Code {
         }
     };
     output::info(&format!(
-        "volley sim listening on {}\n  ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY=any-key volley run INPUT.jsonl\n  Ctrl-C stops it",
-        sim.base_url(),
-        sim.base_url()
+        "volley sim listening on {base}\n  export ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY=any-key\n  export OPENAI_BASE_URL={base}/v1 OPENAI_API_KEY=any-key\n  export GOOGLE_GEMINI_BASE_URL={base} GEMINI_API_KEY=any-key\n  then: volley run INPUT.jsonl   (Ctrl-C stops the simulator)",
+        base = sim.base_url()
     ));
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;

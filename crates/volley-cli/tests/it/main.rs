@@ -3,5 +3,6 @@ mod bad_input;
 mod chaos;
 mod crash;
 mod faults;
+mod providers;
 mod run;
 mod support;

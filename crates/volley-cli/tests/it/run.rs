@@ -137,8 +137,8 @@ async fn estimate_and_dry_run_need_no_keys_and_store_nothing() {
         let out = output(cmd).await;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let e: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(e["requests"], 210);
-        assert_eq!(e["total"]["requests"], 210);
+        assert_eq!(e["requests"], 330);
+        assert_eq!(e["total"]["requests"], 330);
         let batch = e["total"]["cost_batch_usd"].as_f64().unwrap();
         let realtime = e["total"]["cost_realtime_usd"].as_f64().unwrap();
         let worst = e["total"]["worst_case_usd"].as_f64().unwrap();
