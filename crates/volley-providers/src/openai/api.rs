@@ -256,7 +256,9 @@ impl BatchProvider for OpenAiProvider {
         // tag; batches are listed newest first, down to a little before the intent.
         let earliest = (hint.started_at - CLOCK_SKEW).as_second();
         let mut after: Option<String> = None;
-        let mut tagged_inputs = Vec::new();
+        // Input files of every batch in the window, tagged or not: the orphan sweep must never
+        // delete a file some batch still reads.
+        let mut used_inputs = Vec::new();
         loop {
             let url = self.list_url("/batches", &[], after.as_deref());
             let body = self
@@ -270,11 +272,10 @@ impl BatchProvider for OpenAiProvider {
                     older_than_window = true;
                     continue;
                 }
-                if !convert::is_tagged(&batch, hint.batch_id, hint.run_id) {
-                    continue;
-                }
-                if hint.known_remote_ids.contains(&batch.id) {
-                    tagged_inputs.extend(batch.input_file_id.clone());
+                used_inputs.extend(batch.input_file_id.clone());
+                if !convert::is_tagged(&batch, hint.batch_id, hint.run_id)
+                    || hint.known_remote_ids.contains(&batch.id)
+                {
                     continue;
                 }
                 return Ok(Some(convert::remote_batch(batch)));
@@ -284,7 +285,7 @@ impl BatchProvider for OpenAiProvider {
                 break;
             }
         }
-        self.sweep_orphans(&hint, &tagged_inputs).await;
+        self.sweep_orphans(&hint, &used_inputs).await;
         Ok(None)
     }
 
