@@ -331,10 +331,17 @@ pub(crate) struct ApiError {
     pub(crate) kind: &'static str,
     pub(crate) message: String,
     pub(crate) retry_after: Option<Duration>,
+    /// OpenAI `param` and `code`, Gemini status and `details` (boxed: most errors have none).
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// The rarely set parts of an [`ApiError`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Extra {
     /// OpenAI `param`.
     pub(crate) param: Option<String>,
     /// OpenAI `code`.
-    pub(crate) code: Option<String>,
+    pub(crate) code: Option<&'static str>,
     /// Gemini canonical status, when not the usual one for the HTTP status.
     pub(crate) google_status: Option<&'static str>,
     /// Gemini `details`.
@@ -348,10 +355,7 @@ impl ApiError {
             kind,
             message: message.into(),
             retry_after: None,
-            param: None,
-            code: None,
-            google_status: None,
-            details: Vec::new(),
+            extra: None,
         }
     }
 
@@ -368,31 +372,38 @@ impl ApiError {
         Self::new(status, "", message)
     }
 
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     pub(crate) fn param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.extra_mut().param = Some(param.into());
         self
     }
 
-    pub(crate) fn code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub(crate) fn code(mut self, code: &'static str) -> Self {
+        self.extra_mut().code = Some(code);
         self
     }
 
     pub(crate) fn google_status(mut self, status: &'static str) -> Self {
-        self.google_status = Some(status);
+        self.extra_mut().google_status = Some(status);
         self
     }
 
     pub(crate) fn details(mut self, details: Vec<Value>) -> Self {
-        self.details = details;
+        self.extra_mut().details = details;
         self
     }
 
     /// An OpenAI 400 from a validation failure.
     pub(crate) fn openai_invalid(invalid: crate::state::Invalid) -> Self {
         Self {
-            param: invalid.param,
-            code: invalid.code.map(str::to_owned),
+            extra: Some(Box::new(Extra {
+                param: invalid.param,
+                code: invalid.code,
+                ..Extra::default()
+            })),
             ..Self::invalid(invalid.message)
         }
     }
@@ -497,9 +508,9 @@ pub(crate) fn protobuf_duration(d: Duration) -> String {
     let nanos = d.subsec_nanos();
     if nanos == 0 {
         format!("{secs}s")
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         format!("{secs}.{:03}s", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         format!("{secs}.{:06}s", nanos / 1_000)
     } else {
         format!("{secs}.{nanos:09}s")
@@ -596,18 +607,19 @@ fn finish(response: Response, request_id: &str, flavor: Flavor) -> Response {
         None => response,
         Some(e) => {
             let (mut parts, _) = response.into_parts();
+            let x = e.extra.as_deref().cloned().unwrap_or_default();
             let body = match flavor {
                 Flavor::Anthropic => {
                     serde_json::to_vec(&ErrorResponse::new(e.kind, &e.message, Some(request_id)))
                 }
                 Flavor::OpenAi => serde_json::to_vec(&serde_json::json!({"error": {
-                    "message": e.message, "type": e.kind, "param": e.param, "code": e.code}})),
+                    "message": e.message, "type": e.kind, "param": x.param, "code": x.code}})),
                 Flavor::Gemini => {
                     let mut error = serde_json::json!({"code": e.status.as_u16(),
                         "message": e.message,
-                        "status": e.google_status.unwrap_or_else(|| google_status_name(e.status))});
-                    if !e.details.is_empty() {
-                        error["details"] = Value::Array(e.details.clone());
+                        "status": x.google_status.unwrap_or_else(|| google_status_name(e.status))});
+                    if !x.details.is_empty() {
+                        error["details"] = Value::Array(x.details);
                     }
                     serde_json::to_vec(&serde_json::json!({ "error": error }))
                 }

@@ -340,7 +340,7 @@ impl Batch {
             (_, Work::Failed(_), _) => ((0, 0, 0), None),
         };
         let ran = !matches!(status, Status::Validating | Status::Failed)
-            && !t.cancel.is_some_and(|c| c.at < t.validated());
+            && t.cancel.is_none_or(|c| c.at >= t.validated());
         let errors = match &self.work {
             Work::Failed(errors) if status == Status::Failed => json!({
                 "object": "list",

@@ -90,7 +90,7 @@ async fn files_upload_retrieve_list_content_delete() {
     let batch_only = oa.get("/files?purpose=batch").await.body;
     assert_eq!(ids(&batch_only), [third.clone(), id.clone()]);
     let page = oa.get("/files?limit=1&order=asc").await.body;
-    assert_eq!(ids(&page), [id.clone()]);
+    assert_eq!(ids(&page), std::slice::from_ref(&id));
     assert_eq!(page["has_more"], true);
     assert_eq!(page["first_id"], id.as_str());
     assert_eq!(page["last_id"], id.as_str());
@@ -98,7 +98,7 @@ async fn files_upload_retrieve_list_content_delete() {
         .get(&format!("/files?limit=1&order=asc&after={id}"))
         .await
         .body;
-    assert_eq!(ids(&next), [notes_id.clone()]);
+    assert_eq!(ids(&next), std::slice::from_ref(&notes_id));
     for bad in ["limit=0", "limit=10001", "order=up", "after=nope"] {
         oa.get(&format!("/files?{bad}"))
             .await
@@ -347,7 +347,7 @@ async fn responses_batches_and_realtime() {
                  "text": {"format": {"type": "json_schema", "name": "greeting", "strict": true,
                    "schema": {"type": "object", "properties": {"greeting": {"type": "string"}},
                               "required": ["greeting"], "additionalProperties": false}}}}});
-    let file = oa.upload(&jsonl(&[line.clone()])).await;
+    let file = oa.upload(&jsonl(std::slice::from_ref(&line))).await;
     let r = oa
         .post(
             "/batches",
