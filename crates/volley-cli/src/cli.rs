@@ -56,6 +56,10 @@ pub(crate) struct DriveArgs {
     /// Lower the per-batch request limit (smaller batches come back sooner).
     #[arg(long, value_name = "N")]
     pub(crate) max_batch_requests: Option<u64>,
+    /// Send OpenAI-model requests to a named OpenAI-compatible batch server (`volley models`
+    /// lists them): its base URL, key variable and limits.
+    #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
+    pub(crate) openai_profile: Option<String>,
     /// First poll interval in milliseconds; it grows while a batch does not change
     /// (default 5000 against real APIs, 100 with --simulate).
     #[arg(long, value_name = "MS")]
@@ -108,6 +112,9 @@ pub(crate) struct EstimateArgs {
     /// Lower the per-batch request limit.
     #[arg(long, value_name = "N")]
     pub(crate) max_batch_requests: Option<u64>,
+    /// Plan OpenAI-model requests for a named OpenAI-compatible batch server's limits.
+    #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
+    pub(crate) openai_profile: Option<String>,
     /// Print the estimate as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

@@ -8,6 +8,45 @@ use volley_types::{Mode, ProviderKind, Usage};
 /// The catalog shipped with volley.
 pub const BUILTIN: &str = include_str!("../../../catalog/models.toml");
 
+/// Named profiles of OpenAI-compatible batch servers shipped with volley.
+pub const PROFILES: &str = include_str!("../../../catalog/profiles.toml");
+
+/// An OpenAI-compatible batch server (`catalog/profiles.toml`), driven by the OpenAI adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Base URL, with the version segment (as `OPENAI_BASE_URL`).
+    pub base_url: String,
+    /// Environment variable holding the key.
+    pub key_env: String,
+    /// Largest batch input, when the provider states it.
+    #[serde(default)]
+    pub max_bytes_per_batch: Option<u64>,
+    /// Most requests per batch, when the provider states it.
+    #[serde(default)]
+    pub max_requests_per_batch: Option<u64>,
+    /// Where the facts come from.
+    pub source: String,
+    /// Other pages read.
+    #[serde(default)]
+    pub also_read: Vec<String>,
+    /// When the sources were read.
+    pub checked: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    profiles: BTreeMap<String, Profile>,
+}
+
+/// The shipped profiles, by name.
+pub fn profiles() -> BTreeMap<String, Profile> {
+    toml::from_str::<ProfilesFile>(PROFILES)
+        .expect("the shipped profiles parse (tested)")
+        .profiles
+}
+
 /// Per-provider settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +184,20 @@ impl Catalog {
         &self.models
     }
 
+    /// Applies an OpenAI-compatible profile: its stated limits replace OpenAI's.
+    pub fn apply_openai_profile(&mut self, profile: &Profile) {
+        if let Some(entry) = self.providers.get_mut(&ProviderKind::OpenAi) {
+            if let Some(bytes) = profile.max_bytes_per_batch {
+                entry.max_bytes_per_batch = bytes;
+            }
+            if let Some(requests) = profile.max_requests_per_batch {
+                entry.max_requests_per_batch = requests;
+            }
+            entry.key_env = vec![profile.key_env.clone()];
+            entry.default_base_url = profile.base_url.clone();
+        }
+    }
+
     /// Settings of a provider.
     pub fn provider(&self, kind: ProviderKind) -> &ProviderEntry {
         self.providers
@@ -255,6 +308,19 @@ mod tests {
             assert!(catalog.models().iter().any(|m| m.provider == kind));
             assert!(catalog.provider(kind).max_requests_per_batch > 0);
         }
+    }
+
+    #[test]
+    fn shipped_profiles_parse_and_apply_their_limits() {
+        let profiles = profiles();
+        let groq = &profiles["groq"];
+        assert!(groq.base_url.ends_with("/v1") && groq.key_env == "GROQ_API_KEY");
+        let mut catalog = Catalog::builtin();
+        catalog.apply_openai_profile(groq);
+        let openai = catalog.provider(ProviderKind::OpenAi);
+        assert_eq!(openai.max_bytes_per_batch, 100_000_000);
+        assert_eq!(openai.key_env, ["GROQ_API_KEY"]);
+        assert_eq!(openai.default_base_url, groq.base_url);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub struct VolleyBuilder {
     simulate: Option<SimConfig>,
     providers: Option<ProviderSetup>,
     catalog_file: Option<PathBuf>,
+    openai_profile: Option<String>,
     engine: EngineConfig,
     poll_set: bool,
     retry: Option<RetryPolicy>,
@@ -57,6 +58,13 @@ impl VolleyBuilder {
     /// A TOML catalog that adds or overrides models (same format as `catalog/models.toml`).
     pub fn catalog_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.catalog_file = Some(path.into());
+        self
+    }
+
+    /// Sends OpenAI-model requests to a named OpenAI-compatible batch server
+    /// (`catalog/profiles.toml`: its base URL, key variable and limits).
+    pub fn openai_profile(mut self, name: impl Into<String>) -> Self {
+        self.openai_profile = Some(name.into());
         self
     }
 
@@ -103,6 +111,16 @@ impl VolleyBuilder {
             let extra = Catalog::parse(&text, &path.display().to_string())
                 .map_err(|e| Error::Config(e.to_string()))?;
             catalog.overlay(extra);
+        }
+        if let Some(name) = &self.openai_profile {
+            let profiles = volley_core::catalog::profiles();
+            let profile = profiles.get(name).ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown OpenAI-compatible profile `{name}`; known: {}",
+                    profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            catalog.apply_openai_profile(profile);
         }
         let location = self.store.unwrap_or_else(|| DEFAULT_STORE.to_owned());
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&location).await?);

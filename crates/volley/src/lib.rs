@@ -35,7 +35,7 @@ pub use builder::VolleyBuilder;
 pub use error::Error;
 pub use providers::ProviderSetup;
 pub use run::{RunBuilder, RunSpec, Started, estimate_file};
-pub use volley_core::catalog::{Catalog, ModelEntry};
+pub use volley_core::catalog::{Catalog, ModelEntry, Profile, profiles};
 pub use volley_core::engine::{EngineConfig, RunEnd};
 pub use volley_core::events::{Event, EventSink};
 pub use volley_core::input::{InputError, InputOptions, Validation};

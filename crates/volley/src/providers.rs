@@ -86,3 +86,52 @@ impl ProviderSetup {
         providers
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(setup: &ProviderSetup, kind: ProviderKind) -> Option<&Endpoint> {
+        setup
+            .endpoints
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, e)| e)
+    }
+
+    #[test]
+    fn keys_and_endpoints_come_from_the_sdk_variables() {
+        let catalog = Catalog::builtin();
+        let setup = ProviderSetup::from_lookup(&catalog, |name| match name {
+            "ANTHROPIC_API_KEY" => Some("a".into()),
+            "GOOGLE_API_KEY" => Some("g".into()),
+            "GOOGLE_GEMINI_BASE_URL" => Some("http://127.0.0.1:9/".into()),
+            _ => None,
+        });
+        assert_eq!(
+            endpoint(&setup, ProviderKind::Anthropic).unwrap().base_url,
+            "https://api.anthropic.com"
+        );
+        assert!(
+            endpoint(&setup, ProviderKind::OpenAi).is_none(),
+            "no key, no provider"
+        );
+        assert_eq!(
+            endpoint(&setup, ProviderKind::Gemini).unwrap().base_url,
+            "http://127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn an_openai_profile_brings_its_url_and_key_variable() {
+        let mut catalog = Catalog::builtin();
+        catalog.apply_openai_profile(&volley_core::catalog::profiles()["groq"]);
+        let setup = ProviderSetup::from_lookup(&catalog, |name| {
+            (name == "GROQ_API_KEY").then(|| "gsk".to_owned())
+        });
+        assert_eq!(
+            endpoint(&setup, ProviderKind::OpenAi).unwrap().base_url,
+            "https://api.groq.com/openai/v1"
+        );
+    }
+}

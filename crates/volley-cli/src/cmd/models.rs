@@ -7,8 +7,11 @@ use crate::output;
 
 pub(crate) fn models(args: &ModelsArgs) -> Code {
     let catalog = Catalog::builtin();
+    let profiles = volley::profiles();
     if args.json {
-        output::json(&serde_json::json!({ "models": catalog.models() }));
+        output::json(
+            &serde_json::json!({ "models": catalog.models(), "openai_compatible_profiles": profiles }),
+        );
         return Code::Success;
     }
     output::info(&format!(
@@ -32,6 +35,20 @@ pub(crate) fn models(args: &ModelsArgs) -> Code {
             format!("${:.3}", per_million(0, 1_000_000, model)),
             model.context_window,
             model.max_output
+        ));
+    }
+    output::info(
+        "\nOpenAI-compatible batch servers (--openai-profile NAME; models as openai/MODEL):",
+    );
+    for (name, p) in &profiles {
+        output::info(&format!(
+            "  {name:<10} {}  key ${}  max {} per batch  (checked {}: {})",
+            p.base_url,
+            p.key_env,
+            p.max_bytes_per_batch
+                .map_or_else(|| "?".to_owned(), |b| format!("{} MB", b / 1_000_000)),
+            p.checked,
+            p.source
         ));
     }
     Code::Success

@@ -169,6 +169,9 @@ async fn build(
     if let Some(n) = drive.max_batch_requests {
         builder = builder.max_batch_requests(n);
     }
+    if let Some(profile) = &drive.openai_profile {
+        builder = builder.openai_profile(profile);
+    }
     builder.build().await.map_err(|e| {
         output::error(&e.to_string());
         Code::Usage
