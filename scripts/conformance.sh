@@ -5,7 +5,8 @@
 # runs scripts/conformance/<sdk>_sdk.py against it for each SDK, and stops the simulator on exit.
 #
 # Environment:
-#   VOLLEY_BIN          the volley binary (default target/debug/volley; built when missing)
+#   VOLLEY_BIN          the volley binary (default target/debug/volley, rebuilt first so it
+#                       matches the working tree; an explicit VOLLEY_BIN is used as is)
 #   VOLLEY_VENV         venv location (default target/conformance-venv)
 #   VOLLEY_SIM_PORT     port for the simulator (default: a free one)
 #   VOLLEY_CONFORMANCE  space-separated SDK modules to run (default: all known)
@@ -13,12 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# SDK module -> pip requirement. Add openai / google_genai here (with their
-# scripts/conformance/<module>_sdk.py) when the simulator serves those APIs.
+# SDK module -> pip requirement; each has its scripts/conformance/<module>_sdk.py.
 declare -A PIP_SPEC=(
   [anthropic]="anthropic==2.12.0"
+  [openai]="openai==3.54.0"
+  [google_genai]="google-genai==3.4.0"
 )
-ALL_SDKS="anthropic"
+ALL_SDKS="anthropic openai google_genai"
 SDKS="${VOLLEY_CONFORMANCE:-$ALL_SDKS}"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -28,11 +30,13 @@ PYTHON="${PYTHON:-python3}"
 
 log() { printf 'conformance: %s\n' "$*" >&2; }
 
-if [[ ! -x "$BIN" ]]; then
-  if [[ -n "${VOLLEY_BIN:-}" ]]; then
+if [[ -n "${VOLLEY_BIN:-}" ]]; then
+  if [[ ! -x "$BIN" ]]; then
     log "VOLLEY_BIN=$BIN is not an executable"
     exit 2
   fi
+else
+  # Always (incrementally) rebuilt: a stale binary would check an old simulator.
   log "building $BIN"
   cargo build -p volley-cli --bin volley
 fi
