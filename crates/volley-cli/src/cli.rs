@@ -60,6 +60,13 @@ pub(crate) struct DriveArgs {
     /// lists them): its base URL, key variable and limits.
     #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
     pub(crate) openai_profile: Option<String>,
+    /// Input tokens that may be enqueued at the provider at once, per model (overrides the
+    /// catalog's limits, e.g. Gemini's tier-1 values; see docs/scheduling.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) enqueued_token_budget: Option<u64>,
+    /// Most batches at one provider at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_concurrent_batches: u64,
     /// First poll interval in milliseconds; it grows while a batch does not change
     /// (default 5000 against real APIs, 100 with --simulate).
     #[arg(long, value_name = "MS")]
@@ -115,6 +122,9 @@ pub(crate) struct EstimateArgs {
     /// Plan OpenAI-model requests for a named OpenAI-compatible batch server's limits.
     #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
     pub(crate) openai_profile: Option<String>,
+    /// Input tokens that may be enqueued at once, per model (as for `volley run`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) enqueued_token_budget: Option<u64>,
     /// Print the estimate as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

@@ -65,6 +65,14 @@ pub struct ProviderEntry {
     pub base_url_env: String,
     /// The provider's public endpoint.
     pub default_base_url: String,
+    /// Multiplier from an o200k_base token count to this provider's tokens, for estimates
+    /// (1.0 for OpenAI, whose tokenizer it is). See `estimate` and docs/cost.md.
+    #[serde(default = "one")]
+    pub token_factor: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// One model.
@@ -90,6 +98,11 @@ pub struct ModelEntry {
     pub context_window: u64,
     /// Most output tokens per request.
     pub max_output: u32,
+    /// Most input tokens the provider lets be enqueued for this model across active batches
+    /// (Gemini's tier limits, OpenAI's per-model queue limits). Unset: no limit known; the
+    /// user can still set one (`--enqueued-token-budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +216,30 @@ impl Catalog {
         self.providers
             .get(&kind)
             .unwrap_or_else(|| panic!("the catalog has no [providers.{kind}] table"))
+    }
+
+    /// The enqueued-token budget of `model` at `provider`: `user` if given (it applies to
+    /// every provider and model), else the catalog's `enqueued_tokens`, else none.
+    pub fn enqueued_token_budget(
+        &self,
+        provider: ProviderKind,
+        model: &str,
+        user: Option<u64>,
+    ) -> Option<u64> {
+        user.or_else(|| {
+            self.model(model)
+                .filter(|m| m.provider == provider)
+                .and_then(|m| m.enqueued_tokens)
+        })
+    }
+
+    /// Estimated input tokens of `request` at `provider`, with the provider's `token_factor`.
+    pub fn input_tokens(&self, provider: ProviderKind, request: &volley_types::Request) -> u64 {
+        let factor = self
+            .providers
+            .get(&provider)
+            .map_or(1.0, |p| p.token_factor);
+        crate::estimate::input_tokens_with_factor(provider, request, factor)
     }
 
     /// Looks a model up by id or alias.
@@ -321,6 +358,22 @@ mod tests {
         assert_eq!(openai.max_bytes_per_batch, 100_000_000);
         assert_eq!(openai.key_env, ["GROQ_API_KEY"]);
         assert_eq!(openai.default_base_url, groq.base_url);
+    }
+
+    #[test]
+    fn enqueued_budgets_come_from_the_catalog_unless_the_user_sets_one() {
+        let catalog = Catalog::builtin();
+        let flash = catalog.enqueued_token_budget(ProviderKind::Gemini, "gemini-2.5-flash", None);
+        assert_eq!(flash, Some(3_000_000));
+        assert_eq!(
+            catalog.enqueued_token_budget(ProviderKind::Anthropic, "claude-haiku-4-5", None),
+            None
+        );
+        assert_eq!(
+            catalog.enqueued_token_budget(ProviderKind::Gemini, "gemini-2.5-flash", Some(7)),
+            Some(7)
+        );
+        assert!(catalog.provider(ProviderKind::OpenAi).token_factor == 1.0);
     }
 
     #[test]

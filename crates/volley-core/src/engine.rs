@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub max_batch_requests: Option<u64>,
     /// Most batches in flight per provider.
     pub max_open_batches_per_provider: usize,
+    /// Input tokens that may be enqueued at once per provider and model, overriding the
+    /// catalog's per-model `enqueued_tokens` for every model (docs/scheduling.md). The planner
+    /// makes no batch above it, and a planned batch is submitted only when it fits next to
+    /// that model's batches already at the provider.
+    pub enqueued_token_budget: Option<u64>,
     /// Back-off for a batch whose step failed transiently.
     pub retry: RetryPolicy,
     /// Outcomes per store transaction while collecting.
@@ -52,6 +57,7 @@ impl Default for EngineConfig {
             poll: PollPolicy::default(),
             max_batch_requests: None,
             max_open_batches_per_provider: 16,
+            enqueued_token_budget: None,
             retry: RetryPolicy {
                 max_retries: u32::MAX,
                 ..RetryPolicy::default()
@@ -288,7 +294,8 @@ impl Engine {
                 max_requests: settings.max_requests_per_batch,
                 max_bytes: settings.max_bytes_per_batch,
             };
-            let mut packer = Packer::new(limits, self.inner.config.max_batch_requests);
+            let mut packer = Packer::new(limits, self.inner.config.max_batch_requests)
+                .with_token_budget(self.token_budget(&group));
             let mut closed: Vec<Packed> = Vec::new();
             let mut after = None;
             loop {
@@ -339,7 +346,24 @@ impl Engine {
         Ok(n + 1)
     }
 
-    /// Starts a task for every open batch that has none, within the per-provider cap.
+    /// The enqueued-token budget of a provider and model: the user's, else the catalog's.
+    fn token_budget(&self, group: &Group) -> Option<u64> {
+        self.inner.catalog.enqueued_token_budget(
+            group.provider,
+            &group.model,
+            self.inner.config.enqueued_token_budget,
+        )
+    }
+
+    /// Starts a task for every open batch that has none. A planned batch is admitted only
+    /// within its provider's cap on concurrent batches and its model's enqueued-token budget.
+    /// What is in flight comes from the store (batches `submitting` or `submitted`) plus the
+    /// planned batches this process has already admitted (their tasks may not have recorded
+    /// the intent yet). Per model, planned batches are admitted in order: one that does not
+    /// fit holds back the ones after it, so a large batch is never starved by smaller ones. A
+    /// batch above the budget on its own (one huge request) goes when nothing else of its
+    /// model is in flight. Called again whenever a batch task ends, so tokens freed by a
+    /// collected batch are used at once.
     async fn spawn_ready(
         &self,
         run_id: &str,
@@ -351,15 +375,21 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let now = Instant::now();
         let batches = self.inner.store.batches(run_id).await?;
-        // Batches already at the provider count against the cap first, so a restart never
-        // submits more than the cap while older batches are still running.
+        // Batches already at the provider count first, so a restart never goes over the cap or
+        // the budget while older batches are still running.
         let mut in_flight: HashMap<ProviderKind, usize> = HashMap::new();
+        let mut enqueued: HashMap<&Group, u64> = HashMap::new();
         for b in &batches {
-            if matches!(b.state, BatchState::Submitting | BatchState::Submitted) {
+            let admitted = matches!(b.state, BatchState::Submitting | BatchState::Submitted)
+                || (b.state == BatchState::Planned && active.contains_key(&b.id));
+            if admitted {
                 *in_flight.entry(b.group.provider).or_default() += 1;
+                *enqueued.entry(&b.group).or_default() += b.est_input_tokens;
             }
         }
-        for batch in batches {
+        let mut held: HashSet<&Group> = HashSet::new();
+        let mut admit: Vec<&BatchRecord> = Vec::new();
+        for batch in &batches {
             if !batch.state.is_open()
                 || active.contains_key(&batch.id)
                 || not_before.get(&batch.id).is_some_and(|(at, _)| *at > now)
@@ -368,11 +398,26 @@ impl Engine {
             }
             if batch.state == BatchState::Planned {
                 let count = in_flight.entry(batch.group.provider).or_default();
-                if *count >= self.inner.config.max_open_batches_per_provider {
+                if *count >= self.inner.config.max_open_batches_per_provider
+                    || held.contains(&batch.group)
+                {
                     continue;
                 }
+                let used = enqueued.entry(&batch.group).or_default();
+                if let Some(budget) = self.token_budget(&batch.group)
+                    && *used > 0
+                    && used.saturating_add(batch.est_input_tokens) > budget
+                {
+                    held.insert(&batch.group);
+                    continue;
+                }
+                *used += batch.est_input_tokens;
                 *count += 1;
             }
+            admit.push(batch);
+        }
+        for batch in admit {
+            let batch = batch.clone();
             let provider = self
                 .inner
                 .providers

@@ -1,53 +1,237 @@
-//! Token estimates made without a network call, used for packing and cost reservations.
-use volley_types::{Part, Request};
+//! Token counts made without a network call.
+//!
+//! Two different numbers, for two different jobs:
+//!
+//! - [`input_tokens`]: the *estimate*, used to pack batches under the enqueued-token budget,
+//!   to schedule them, and by `volley estimate`. Text is counted with OpenAI's o200k_base BPE
+//!   (tiktoken-rs, offline): exact for OpenAI's current models; for Claude and Gemini, whose
+//!   tokenizers are not available offline, the count is multiplied by the provider's
+//!   `token_factor` from the catalog. Images follow each provider's published formula from the
+//!   pixel size read in the image header (PNG, JPEG, GIF, WebP; nothing is decoded); PDFs are
+//!   guessed from their size (pages are not counted).
+//! - [`input_tokens_bound`]: a *provable upper bound*, used to reserve cost against a cap.
+//!   Never replace one by the other: the estimate may be low, the bound must not be.
+use std::sync::OnceLock;
 
-/// Characters per token for English-like text; providers publish ~4 (Gemini's docs say so).
-const CHARS_PER_TOKEN: usize = 4;
-/// Tokens a provider adds per message for role markers and framing.
-const TOKENS_PER_MESSAGE: u64 = 4;
-/// Fixed framing per request.
-const TOKENS_PER_REQUEST: u64 = 8;
-/// A page of a PDF costs roughly this many tokens (Anthropic: 1,500–3,000 per page of text).
+use base64::Engine as _;
+use volley_types::{Part, ProviderKind, Request};
+
+/// Tokens a PDF page of text costs, roughly (Anthropic: 1,500–3,000 per page; Gemini: 258 per
+/// page as an image plus its text).
 pub const TOKENS_PER_PDF_PAGE_GUESS: u64 = 2_000;
-/// An image of typical size (Anthropic: width × height / 750, capped near 1,600).
+/// An image whose size cannot be read from its header.
 pub const TOKENS_PER_IMAGE_GUESS: u64 = 1_600;
 
-/// Estimated input tokens of `request`.
-pub fn input_tokens(request: &Request) -> u64 {
-    let mut chars = request.system.as_deref().map_or(0, str::len);
-    let mut tokens = TOKENS_PER_REQUEST;
+/// Per-provider framing: tokens per message (role markers) and per request (reply primer).
+fn framing(provider: ProviderKind) -> (u64, u64) {
+    match provider {
+        // OpenAI's cookbook ("How to count tokens with tiktoken"): 3 per message, 3 to prime
+        // the reply.
+        ProviderKind::OpenAi => (3, 3),
+        // Not published; small constants of the same order.
+        ProviderKind::Anthropic => (4, 3),
+        ProviderKind::Gemini => (4, 3),
+    }
+}
+
+/// The shared o200k_base encoder (loaded once per process; ~0.2 s with opt-level 3).
+fn bpe() -> &'static tiktoken_rs::CoreBPE {
+    static BPE: OnceLock<&'static tiktoken_rs::CoreBPE> = OnceLock::new();
+    BPE.get_or_init(tiktoken_rs::o200k_base_singleton)
+}
+
+/// o200k_base tokens of `text`.
+pub fn o200k_tokens(text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    bpe().encode_ordinary(text).len() as u64
+}
+
+/// Estimated input tokens of `request` at `provider`, with the built-in token factors
+/// (the catalog's may differ: prefer [`crate::Catalog::input_tokens`]).
+pub fn input_tokens(provider: ProviderKind, request: &Request) -> u64 {
+    let factor = match provider {
+        ProviderKind::Anthropic => 1.2,
+        ProviderKind::OpenAi | ProviderKind::Gemini => 1.0,
+    };
+    input_tokens_with_factor(provider, request, factor)
+}
+
+/// Estimated input tokens of `request` at `provider`; text counts are o200k_base × `factor`.
+pub fn input_tokens_with_factor(provider: ProviderKind, request: &Request, factor: f64) -> u64 {
+    let (per_message, per_request) = framing(provider);
+    let mut text = 0u64;
+    let mut fixed = per_request;
+    if let Some(system) = &request.system {
+        text += o200k_tokens(system);
+        fixed += per_message;
+    }
+    if let Some(schema) = &request.schema {
+        text += o200k_tokens(&schema.to_string());
+    }
     for message in &request.messages {
-        tokens += TOKENS_PER_MESSAGE;
+        fixed += per_message;
         for part in &message.content {
             match part {
-                Part::Text { text } => chars += text.len(),
+                Part::Text { text: t } => text += o200k_tokens(t),
                 Part::Document {
                     data, media_type, ..
                 } if media_type == "application/pdf" => {
                     // base64 → bytes; a text-heavy PDF page is ~3 KB.
                     let pages = (data.len() as u64 * 3 / 4).div_ceil(3_000).max(1);
-                    tokens += pages * TOKENS_PER_PDF_PAGE_GUESS;
+                    fixed += pages * TOKENS_PER_PDF_PAGE_GUESS;
                 }
-                Part::Document { data, .. } => chars += data.len() * 3 / 4,
-                Part::Image { .. } => tokens += TOKENS_PER_IMAGE_GUESS,
+                Part::Document { data, .. } => {
+                    text += decode(data).map_or(data.len() as u64 / 4, |b| {
+                        o200k_tokens(&String::from_utf8_lossy(&b))
+                    });
+                }
+                Part::Image { data, .. } => {
+                    fixed += image_size(data).map_or(TOKENS_PER_IMAGE_GUESS, |(w, h)| {
+                        image_tokens(provider, w, h)
+                    });
+                }
             }
         }
     }
-    tokens + chars.div_ceil(CHARS_PER_TOKEN) as u64
+    fixed + (text as f64 * factor).ceil() as u64
+}
+
+/// Tokens an image of `w` × `h` pixels costs at `provider`, by the provider's published
+/// formula (default detail / resolution).
+pub fn image_tokens(provider: ProviderKind, w: u64, h: u64) -> u64 {
+    let (w, h) = (w.max(1), h.max(1));
+    match provider {
+        // Anthropic vision docs: about w × h / 750 tokens; images with a long edge over
+        // 1,568 px or over ~1.15 megapixels are scaled down first (so ~1,600 at most).
+        ProviderKind::Anthropic => {
+            let scale = (1568.0 / w.max(h) as f64)
+                .min((1_150_000.0 / (w * h) as f64).sqrt())
+                .min(1.0);
+            let (w, h) = (w as f64 * scale, h as f64 * scale);
+            ((w * h / 750.0).ceil() as u64).min(1_600)
+        }
+        // OpenAI vision docs (GPT-4o / 4.1 / 5, detail high or auto): fit in 2048 × 2048, then
+        // shortest side to 768; 85 + 170 per 512 px tile.
+        ProviderKind::OpenAi => {
+            let (mut w, mut h) = (w as f64, h as f64);
+            let fit = (2048.0 / w.max(h)).min(1.0);
+            (w, h) = (w * fit, h * fit);
+            let short = (768.0 / w.min(h)).min(1.0);
+            (w, h) = (w * short, h * short);
+            let tiles = (w / 512.0).ceil() as u64 * (h / 512.0).ceil() as u64;
+            85 + 170 * tiles
+        }
+        // Gemini image docs (2.x): 258 tokens if both sides are at most 384 px, else 258 per
+        // 768 × 768 tile.
+        ProviderKind::Gemini => {
+            if w <= 384 && h <= 384 {
+                258
+            } else {
+                258 * w.div_ceil(768) * h.div_ceil(768)
+            }
+        }
+    }
+}
+
+fn decode(data: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD.decode(data).ok()
+}
+
+/// Width and height from the header of a base64 PNG, GIF, WebP or JPEG; `None` for anything
+/// else or a header that does not parse. Only the header is read, no pixel is decoded.
+pub fn image_size(data_base64: &str) -> Option<(u64, u64)> {
+    // PNG, GIF and WebP keep the size in the first 30 bytes; JPEG needs a scan of its
+    // segments, so decode at most what it takes (whole-image decoding only for JPEGs whose
+    // frame header sits behind large metadata segments).
+    let head = decode(&data_base64[..data_base64.len().min(64)])?;
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") && head.len() >= 24 {
+        return Some((be32(&head[16..20]), be32(&head[20..24])));
+    }
+    if head.starts_with(b"GIF8") && head.len() >= 10 {
+        return Some((le16(&head[6..8]), le16(&head[8..10])));
+    }
+    if head.starts_with(b"RIFF") && head.len() >= 30 && &head[8..12] == b"WEBP" {
+        return match &head[12..16] {
+            b"VP8 " => Some((le16(&head[26..28]) & 0x3fff, le16(&head[28..30]) & 0x3fff)),
+            b"VP8L" => {
+                let b = &head[21..25];
+                let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                Some((
+                    u64::from(bits & 0x3fff) + 1,
+                    u64::from((bits >> 14) & 0x3fff) + 1,
+                ))
+            }
+            b"VP8X" => Some((le24(&head[24..27]) + 1, le24(&head[27..30]) + 1)),
+            _ => None,
+        };
+    }
+    if head.starts_with(&[0xff, 0xd8]) {
+        return jpeg_size(&decode(data_base64)?);
+    }
+    None
+}
+
+fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64)> {
+    let mut i = 2;
+    while i + 9 < bytes.len() {
+        if bytes[i] != 0xff {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xff {
+            i += 1;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]));
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if (0xc0..=0xcf).contains(&marker) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+            let h = u64::from(u16::from_be_bytes([bytes[i + 5], bytes[i + 6]]));
+            let w = u64::from(u16::from_be_bytes([bytes[i + 7], bytes[i + 8]]));
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn be32(b: &[u8]) -> u64 {
+    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn le16(b: &[u8]) -> u64 {
+    u64::from(u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn le24(b: &[u8]) -> u64 {
+    u64::from(b[0]) | u64::from(b[1]) << 8 | u64::from(b[2]) << 16
 }
 
 /// Tokens a provider may add per message, at most (role markers, separators).
 const BOUND_PER_MESSAGE: u64 = 16;
 /// Tokens a provider may add per request, at most.
 const BOUND_PER_REQUEST: u64 = 64;
-/// Most tokens one image can cost on any provider (they resize large images down).
+/// Most tokens an image costs on any provider when its size cannot be read from its header
+/// (they resize large images down).
 pub const BOUND_PER_IMAGE: u64 = 2_000;
+
+/// An upper bound on the tokens of an image of `w` × `h` pixels on any provider: the largest
+/// of the providers' formulas with no downscaling at all (Anthropic w × h / 750, Gemini 258 per
+/// 768-pixel tile, OpenAI 85 + 170 per 512-pixel tile), and never below [`BOUND_PER_IMAGE`].
+pub fn image_tokens_bound(w: u64, h: u64) -> u64 {
+    let anthropic = (w * h).div_ceil(750);
+    let gemini = 258 * w.div_ceil(768).max(1) * h.div_ceil(768).max(1);
+    let openai = 85 + 170 * w.div_ceil(512).max(1) * h.div_ceil(512).max(1);
+    BOUND_PER_IMAGE.max(anthropic).max(gemini).max(openai)
+}
 
 /// An upper bound on the input tokens `request` can be billed for, used to reserve cost
 /// against a cap. Every provider's tokenizer spends at least one byte of text per token, so
 /// text, the system prompt and the output schema count one token per byte; PDFs count two per
-/// byte (their pages are also billed as images). Typically 3–4× the estimate: a cap that holds
-/// must be pessimistic, and reservations are replaced by actual usage as batches return.
+/// byte (their pages are also billed as images); images by [`image_tokens_bound`]. Typically
+/// 3–4× the estimate: a cap that holds must be pessimistic, and reservations are replaced by
+/// actual usage as batches return.
 pub fn input_tokens_bound(request: &Request) -> u64 {
     let mut tokens = BOUND_PER_REQUEST + request.system.as_deref().map_or(0, |s| s.len() as u64);
     if let Some(schema) = &request.schema {
@@ -68,7 +252,9 @@ pub fn input_tokens_bound(request: &Request) -> u64 {
                         bytes
                     }
                 }
-                Part::Image { .. } => BOUND_PER_IMAGE,
+                Part::Image { data, .. } => {
+                    image_size(data).map_or(BOUND_PER_IMAGE, |(w, h)| image_tokens_bound(w, h))
+                }
             };
         }
     }
@@ -80,26 +266,90 @@ mod tests {
     use super::*;
     use volley_types::Message;
 
-    #[test]
-    fn grows_with_text() {
-        let mut r = Request {
+    fn request(prompt: &str) -> Request {
+        Request {
             id: "a".into(),
             model: "m".into(),
-            messages: vec![Message::user("x".repeat(400))],
+            messages: vec![Message::user(prompt)],
             system: None,
             max_tokens: 10,
             temperature: None,
             schema: None,
             citations: false,
             metadata: None,
-        };
-        assert_eq!(input_tokens(&r), 8 + 4 + 100);
+        }
+    }
+
+    #[test]
+    fn openai_counts_o200k_exactly_plus_framing() {
+        // "Hello, world!" is 4 o200k_base tokens: Hello , world !
+        assert_eq!(o200k_tokens("Hello, world!"), 4);
+        let r = request("Hello, world!");
+        assert_eq!(input_tokens(ProviderKind::OpenAi, &r), 3 + 3 + 4);
+    }
+
+    #[test]
+    fn other_providers_scale_by_their_factor() {
+        let r = request(&"The quick brown fox jumps over the lazy dog. ".repeat(20));
+        let base = o200k_tokens(&"The quick brown fox jumps over the lazy dog. ".repeat(20));
+        assert_eq!(
+            input_tokens_with_factor(ProviderKind::Anthropic, &r, 1.5),
+            4 + 3 + (base as f64 * 1.5).ceil() as u64
+        );
+        assert!(input_tokens(ProviderKind::Anthropic, &r) > input_tokens(ProviderKind::Gemini, &r));
+    }
+
+    #[test]
+    fn the_bound_stays_above_the_estimate() {
+        let mut r = request(&"x".repeat(400));
         r.system = Some("y".repeat(40));
-        assert_eq!(input_tokens(&r), 8 + 4 + 110);
-        // The bound: one token per byte plus framing, always above the estimate.
         assert_eq!(input_tokens_bound(&r), 64 + 40 + 16 + 400);
         r.schema = Some(serde_json::json!({"type": "object"}));
         assert_eq!(input_tokens_bound(&r), 64 + 40 + 16 + 400 + 17);
-        assert!(input_tokens_bound(&r) > input_tokens(&r));
+        for p in ProviderKind::ALL {
+            assert!(input_tokens_bound(&r) > input_tokens(p, &r));
+        }
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    #[test]
+    fn image_sizes_come_from_headers() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend(1000u32.to_be_bytes());
+        png.extend(500u32.to_be_bytes());
+        png.extend([8, 6, 0, 0, 0]);
+        assert_eq!(image_size(&b64(&png)), Some((1000, 500)));
+        let gif = b"GIF89a\x40\x01\xf0\x00\0\0\0";
+        assert_eq!(image_size(&b64(gif)), Some((320, 240)));
+        // JPEG: SOI, an APP0 segment, then SOF0 with height 300, width 400.
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0, 0];
+        jpeg.extend([
+            0xff, 0xc0, 0x00, 0x11, 0x08, 0x01, 0x2c, 0x01, 0x90, 3, 0, 0, 0, 0,
+        ]);
+        assert_eq!(image_size(&b64(&jpeg)), Some((400, 300)));
+        assert_eq!(image_size(&b64(b"not an image at all")), None);
+    }
+
+    #[test]
+    fn image_formulas_follow_the_providers_docs() {
+        // Anthropic: 1000 × 1000 / 750 = 1,334.
+        assert_eq!(image_tokens(ProviderKind::Anthropic, 1000, 1000), 1334);
+        // OpenAI's worked example: 1024 × 1024 → 768 × 768, 4 tiles, 765 tokens.
+        assert_eq!(image_tokens(ProviderKind::OpenAi, 1024, 1024), 765);
+        // OpenAI: 2048 × 4096 → 1024 × 2048 → 768 × 1536, 6 tiles, 1,105 tokens.
+        assert_eq!(image_tokens(ProviderKind::OpenAi, 2048, 4096), 1105);
+        assert_eq!(image_tokens(ProviderKind::Gemini, 300, 200), 258);
+        assert_eq!(image_tokens(ProviderKind::Gemini, 1000, 1000), 258 * 4);
+        for (w, h) in [(100, 100), (1000, 1000), (4000, 3000), (8000, 100)] {
+            for p in ProviderKind::ALL {
+                assert!(
+                    image_tokens(p, w, h) <= image_tokens_bound(w, h),
+                    "{p} {w}x{h}"
+                );
+            }
+        }
     }
 }

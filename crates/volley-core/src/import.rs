@@ -8,7 +8,6 @@ use tokio::sync::mpsc;
 
 use crate::StoreError;
 use crate::catalog::Catalog;
-use crate::estimate;
 use crate::input::{InputError, InputOptions, InputSource};
 use crate::plan_estimate::worst_case_cost;
 use crate::provider::{Providers, SubmissionItem};
@@ -68,7 +67,7 @@ pub async fn import(
             );
             chunk.push(NewRequest {
                 seq: seq as u64,
-                est_input_tokens: estimate::input_tokens(&submission.request),
+                est_input_tokens: catalog.input_tokens(item.provider, &submission.request),
                 worst_cost_usd: worst_case_cost(&catalog, item.provider, &submission.request),
                 custom_id: submission.custom_id,
                 provider: item.provider,

@@ -1,5 +1,7 @@
 //! The planner: packs pending requests of one provider and model into batches that respect the
-//! provider's limits. It sees requests one at a time, so memory does not grow with the input.
+//! provider's limits (requests and bytes per batch) and the enqueued-token budget (no batch
+//! holds more estimated input tokens than may be enqueued for its model at once). It sees
+//! requests one at a time, so memory does not grow with the input.
 use crate::provider::BatchLimits;
 use crate::store::PendingRequest;
 
@@ -17,6 +19,8 @@ pub struct Packed {
     pub requests: u64,
     /// Bytes of its items.
     pub bytes: u64,
+    /// Estimated input tokens of its items.
+    pub tokens: u64,
 }
 
 /// Packs requests, in seq order, into batches.
@@ -24,6 +28,7 @@ pub struct Packed {
 pub struct Packer {
     max_requests: u64,
     max_bytes: u64,
+    max_tokens: u64,
     open: Option<Packed>,
 }
 
@@ -35,22 +40,33 @@ impl Packer {
                 .map_or(limits.max_requests, |m| m.min(limits.max_requests))
                 .max(1),
             max_bytes: (limits.max_bytes as f64 * BYTE_HEADROOM) as u64,
+            max_tokens: u64::MAX,
             open: None,
         }
+    }
+
+    /// Also closes a batch before its estimated input tokens would exceed `budget` (the
+    /// enqueued-token budget of its model; `None` leaves batches unlimited in tokens).
+    pub fn with_token_budget(mut self, budget: Option<u64>) -> Self {
+        self.max_tokens = budget.unwrap_or(u64::MAX).max(1);
+        self
     }
 
     /// Adds a request; returns the batch it closed, if adding it did not fit.
     ///
     /// A single request larger than the byte limit still gets a batch of its own: the provider's
-    /// answer (413) then names the problem precisely.
+    /// answer (413) then names the problem precisely. Likewise a single request above the token
+    /// budget: the engine submits it alone, when nothing else of its model is enqueued.
     pub fn push(&mut self, request: PendingRequest) -> Option<Packed> {
         if let Some(open) = &mut self.open
             && open.requests < self.max_requests
             && open.bytes + request.wire_bytes <= self.max_bytes
+            && open.tokens.saturating_add(request.est_input_tokens) <= self.max_tokens
         {
             open.last_seq = request.seq;
             open.requests += 1;
             open.bytes += request.wire_bytes;
+            open.tokens += request.est_input_tokens;
             return None;
         }
         self.open.replace(Packed {
@@ -58,6 +74,7 @@ impl Packer {
             last_seq: request.seq,
             requests: 1,
             bytes: request.wire_bytes,
+            tokens: request.est_input_tokens,
         })
     }
 
@@ -72,24 +89,66 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn req(seq: u64, wire_bytes: u64) -> PendingRequest {
+    fn req(seq: u64, wire_bytes: u64, est_input_tokens: u64) -> PendingRequest {
         PendingRequest {
             seq,
             wire_bytes,
-            est_input_tokens: 1,
+            est_input_tokens,
             max_tokens: 1,
         }
     }
 
     fn pack(limits: BatchLimits, cap: Option<u64>, sizes: &[u64]) -> Vec<Packed> {
-        let mut packer = Packer::new(limits, cap);
-        let mut out: Vec<Packed> = sizes
+        pack_tokens(
+            limits,
+            cap,
+            None,
+            &sizes.iter().map(|s| (*s, 1)).collect::<Vec<_>>(),
+        )
+    }
+
+    /// `items` are (wire bytes, estimated tokens).
+    fn pack_tokens(
+        limits: BatchLimits,
+        cap: Option<u64>,
+        budget: Option<u64>,
+        items: &[(u64, u64)],
+    ) -> Vec<Packed> {
+        let mut packer = Packer::new(limits, cap).with_token_budget(budget);
+        let mut out: Vec<Packed> = items
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| packer.push(req(i as u64, *s)))
+            .filter_map(|(i, (bytes, tokens))| packer.push(req(i as u64, *bytes, *tokens)))
             .collect();
         out.extend(packer.finish());
         out
+    }
+
+    #[test]
+    fn splits_on_the_token_budget() {
+        let limits = BatchLimits {
+            max_requests: 100,
+            max_bytes: 1_000_000,
+        };
+        let batches = pack_tokens(
+            limits,
+            None,
+            Some(100),
+            &[(1, 40), (1, 40), (1, 30), (1, 50)],
+        );
+        assert_eq!(
+            batches
+                .iter()
+                .map(|b| (b.requests, b.tokens))
+                .collect::<Vec<_>>(),
+            [(2, 80), (2, 80)]
+        );
+        // A request above the budget alone: a batch of its own.
+        let batches = pack_tokens(limits, None, Some(100), &[(1, 10), (1, 500), (1, 10)]);
+        assert_eq!(
+            batches.iter().map(|b| b.tokens).collect::<Vec<_>>(),
+            [10, 500, 10]
+        );
     }
 
     #[test]
@@ -147,6 +206,29 @@ mod tests {
                 next = b.last_seq + 1;
             }
             prop_assert_eq!(next, sizes.len() as u64);
+        }
+
+        #[test]
+        fn no_batch_exceeds_the_token_budget_and_batches_are_full(
+            tokens in proptest::collection::vec(1u64..2_000, 0..300),
+            budget in 1u64..20_000,
+        ) {
+            let limits = BatchLimits { max_requests: 1_000_000, max_bytes: u64::MAX / 2 };
+            let items: Vec<(u64, u64)> = tokens.iter().map(|t| (1, *t)).collect();
+            let batches = pack_tokens(limits, None, Some(budget), &items);
+            let mut next = 0;
+            for (i, b) in batches.iter().enumerate() {
+                prop_assert_eq!(b.first_seq, next);
+                let sum: u64 = tokens[b.first_seq as usize..=b.last_seq as usize].iter().sum();
+                prop_assert_eq!(sum, b.tokens);
+                prop_assert!(b.requests == 1 || b.tokens <= budget, "{:?}", b);
+                // Greedy: a batch closed only because the next request did not fit.
+                if let Some(following) = tokens.get(b.last_seq as usize + 1) {
+                    prop_assert!(b.tokens + following > budget, "batch {} closed early", i);
+                }
+                next = b.last_seq + 1;
+            }
+            prop_assert_eq!(next, tokens.len() as u64);
         }
     }
 }

@@ -37,6 +37,13 @@ pub struct ModelEstimate {
     pub priced: bool,
     /// How long the provider takes.
     pub expected_wait: &'static str,
+    /// Input tokens that may be enqueued for this model at once (catalog or user), if limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enqueued_token_budget: Option<u64>,
+    /// With a budget: the fewest rounds of provider processing the input needs
+    /// (input tokens / budget, rounded up); the run takes at least that many batch durations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_rounds: Option<u64>,
 }
 
 /// The estimate of a whole input.
@@ -78,6 +85,7 @@ struct Group {
 pub struct Estimator<'c> {
     catalog: &'c Catalog,
     max_batch_requests: Option<u64>,
+    enqueued_token_budget: Option<u64>,
     groups: BTreeMap<(ProviderKind, String), Group>,
     seq: u64,
 }
@@ -88,9 +96,17 @@ impl<'c> Estimator<'c> {
         Self {
             catalog,
             max_batch_requests,
+            enqueued_token_budget: None,
             groups: BTreeMap::new(),
             seq: 0,
         }
+    }
+
+    /// Packs under this enqueued-token budget for every model, as `--enqueued-token-budget`
+    /// does (default: the catalog's per-model budgets).
+    pub fn with_enqueued_token_budget(mut self, budget: Option<u64>) -> Self {
+        self.enqueued_token_budget = budget;
+        self
     }
 
     /// Adds one validated request; `wire_bytes` is its size in the provider's batch body.
@@ -99,6 +115,11 @@ impl<'c> Estimator<'c> {
         let key = (item.provider, request.model.clone());
         let catalog = self.catalog;
         let max_batch_requests = self.max_batch_requests;
+        let budget = catalog.enqueued_token_budget(
+            item.provider,
+            &request.model,
+            self.enqueued_token_budget,
+        );
         let group = self.groups.entry(key).or_insert_with(|| {
             let settings = catalog.provider(item.provider);
             Group {
@@ -116,6 +137,8 @@ impl<'c> Estimator<'c> {
                         .model(&request.model)
                         .is_some_and(|m| m.provider == item.provider),
                     expected_wait: expected_wait(item.provider),
+                    enqueued_token_budget: budget,
+                    budget_rounds: None,
                 },
                 packer: Packer::new(
                     BatchLimits {
@@ -123,10 +146,11 @@ impl<'c> Estimator<'c> {
                         max_bytes: settings.max_bytes_per_batch,
                     },
                     max_batch_requests,
-                ),
+                )
+                .with_token_budget(budget),
             }
         });
-        let input = estimate::input_tokens(request);
+        let input = catalog.input_tokens(item.provider, request);
         let output = u64::from(request.max_tokens);
         let e = &mut group.estimate;
         e.requests += 1;
@@ -165,6 +189,9 @@ impl<'c> Estimator<'c> {
             .map(|group| {
                 let mut e = group.estimate;
                 e.batches += u64::from(group.packer.finish().is_some());
+                e.budget_rounds = e
+                    .enqueued_token_budget
+                    .map(|budget| e.input_tokens.div_ceil(budget.max(1)));
                 total.requests += e.requests;
                 total.input_tokens += e.input_tokens;
                 total.output_tokens_max += e.output_tokens_max;

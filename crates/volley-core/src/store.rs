@@ -139,6 +139,8 @@ pub struct BatchRecord {
     pub state: BatchState,
     /// Requests in it.
     pub request_count: u64,
+    /// Estimated input tokens of its requests (what it holds of the enqueued-token budget).
+    pub est_input_tokens: u64,
     /// The provider's id once confirmed.
     pub provider_batch_id: Option<String>,
     /// The provider's last status word.

@@ -384,6 +384,7 @@ fn batch_from_row(row: &SqliteRow) -> Result<BatchRecord, StoreError> {
             })
             .transpose()?,
         cost_usd: row.try_get(9).map_err(get)?,
+        est_input_tokens: uint(row.try_get(10).map_err(get)?, "estimated tokens")?,
         id,
     })
 }
@@ -712,6 +713,8 @@ impl Store for SqliteStore {
         .rows_affected();
         sqlx::query(
             "UPDATE batches SET request_count = $2, \
+             est_input_tokens = (SELECT COALESCE(SUM(est_input_tokens), 0) FROM requests \
+                                 WHERE batch_id = $1 AND state = 'batched'), \
              state = CASE WHEN $2 = 0 THEN 'collected' ELSE state END, \
              closed_at = CASE WHEN $2 = 0 THEN $3 ELSE closed_at END \
              WHERE id = $1",
@@ -738,7 +741,7 @@ impl Store for SqliteStore {
     async fn batches(&self, run_id: &str) -> Result<Vec<BatchRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, run_id, provider, model, state, request_count, provider_batch_id, \
-             provider_status, submit_started_at, cost_usd \
+             provider_status, submit_started_at, cost_usd, est_input_tokens \
              FROM batches WHERE run_id = $1 ORDER BY seq",
         )
         .bind(run_id)
@@ -934,7 +937,9 @@ impl Store for SqliteStore {
         .map_err(self.db("shrink a batch"))?;
         sqlx::query(
             "UPDATE batches SET request_count = $2, \
-             last_seq = COALESCE((SELECT MAX(seq) FROM requests WHERE batch_id = $1), first_seq) \
+             last_seq = COALESCE((SELECT MAX(seq) FROM requests WHERE batch_id = $1), first_seq), \
+             est_input_tokens = (SELECT COALESCE(SUM(est_input_tokens), 0) FROM requests \
+                                 WHERE batch_id = $1 AND state = 'batched') \
              WHERE id = $1",
         )
         .bind(batch_id)

@@ -20,6 +20,7 @@ pub const DEFAULT_STORE: &str = "sqlite://.volley/volley.db";
 #[derive(Default)]
 pub struct VolleyBuilder {
     store: Option<String>,
+    store_instance: Option<Arc<dyn Store>>,
     simulate: Option<SimConfig>,
     providers: Option<ProviderSetup>,
     catalog_file: Option<PathBuf>,
@@ -35,6 +36,13 @@ impl VolleyBuilder {
     /// [`DEFAULT_STORE`].
     pub fn store(mut self, location: impl Into<String>) -> Self {
         self.store = Some(location.into());
+        self
+    }
+
+    /// A store opened by the caller (another [`Store`] implementation, or one wrapped for
+    /// tests); it takes precedence over [`VolleyBuilder::store`].
+    pub fn store_instance(mut self, store: Arc<dyn Store>) -> Self {
+        self.store_instance = Some(store);
         self
     }
 
@@ -71,6 +79,20 @@ impl VolleyBuilder {
     /// Lowers the providers' per-batch request limit.
     pub fn max_batch_requests(mut self, n: u64) -> Self {
         self.engine.max_batch_requests = Some(n);
+        self
+    }
+
+    /// Input tokens that may be enqueued at once per provider and model (every model; it
+    /// overrides the catalog's per-model `enqueued_tokens`). Batches are packed under it and
+    /// submitted only when they fit next to that model's batches already at the provider.
+    pub fn enqueued_token_budget(mut self, tokens: u64) -> Self {
+        self.engine.enqueued_token_budget = Some(tokens.max(1));
+        self
+    }
+
+    /// Most batches at a provider at once (default 16).
+    pub fn max_concurrent_batches(mut self, n: usize) -> Self {
+        self.engine.max_open_batches_per_provider = n.max(1);
         self
     }
 
@@ -122,8 +144,14 @@ impl VolleyBuilder {
             })?;
             catalog.apply_openai_profile(profile);
         }
-        let location = self.store.unwrap_or_else(|| DEFAULT_STORE.to_owned());
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&location).await?);
+        let (location, store): (String, Arc<dyn Store>) = match self.store_instance {
+            Some(store) => ("(given by the caller)".to_owned(), store),
+            None => {
+                let location = self.store.unwrap_or_else(|| DEFAULT_STORE.to_owned());
+                let store = Arc::new(SqliteStore::open(&location).await?);
+                (location, store)
+            }
+        };
 
         let simulator = match self.simulate {
             Some(config) => Some(Simulator::spawn(config).await.map_err(|source| Error::Io {

@@ -253,6 +253,7 @@ pub fn estimate_file(
     path: &Path,
     spec: &RunSpec,
     max_batch_requests: Option<u64>,
+    enqueued_token_budget: Option<u64>,
 ) -> Result<Estimate, Error> {
     let source = InputSource::File(path.to_path_buf());
     validate_input(catalog, &source, spec)?;
@@ -265,7 +266,8 @@ pub fn estimate_file(
         errors: vec![e],
         count: 1,
     })?;
-    let mut estimator = Estimator::new(catalog, max_batch_requests);
+    let mut estimator = Estimator::new(catalog, max_batch_requests)
+        .with_enqueued_token_budget(enqueued_token_budget);
     for item in reader {
         let item = item.map_err(|e| Error::Input {
             errors: vec![e],

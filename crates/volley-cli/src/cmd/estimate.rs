@@ -13,7 +13,13 @@ pub(crate) fn estimate(args: &EstimateArgs) -> Code {
         max_tokens: args.max_tokens,
         ..RunSpec::default()
     };
-    show(&args.input, &spec, args.max_batch_requests, args.json)
+    show(
+        &args.input,
+        &spec,
+        args.max_batch_requests,
+        args.enqueued_token_budget,
+        args.json,
+    )
 }
 
 /// Prints the estimate of `input` (JSON on stdout with `json`); exit code 1 on bad input.
@@ -21,10 +27,17 @@ pub(crate) fn show(
     input: &Path,
     spec: &RunSpec,
     max_batch_requests: Option<u64>,
+    enqueued_token_budget: Option<u64>,
     json: bool,
 ) -> Code {
     let catalog = Catalog::builtin();
-    match volley::estimate_file(&catalog, input, spec, max_batch_requests) {
+    match volley::estimate_file(
+        &catalog,
+        input,
+        spec,
+        max_batch_requests,
+        enqueued_token_budget,
+    ) {
         Ok(estimate) => {
             if json {
                 output::json(&estimate);
@@ -97,6 +110,14 @@ fn render(input: &Path, e: &Estimate) -> String {
     providers.dedup();
     for (provider, wait) in providers {
         text.push_str(&format!("  wait for {provider}: {wait}\n"));
+    }
+    for m in &e.models {
+        if let (Some(budget), Some(rounds)) = (m.enqueued_token_budget, m.budget_rounds) {
+            text.push_str(&format!(
+                "  {}/{}: at most {budget} input tokens enqueued at once, so at least {rounds} round(s) of batch processing\n",
+                m.provider, m.model
+            ));
+        }
     }
     text.trim_end().to_owned()
 }

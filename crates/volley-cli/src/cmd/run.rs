@@ -38,6 +38,7 @@ pub(crate) async fn run(args: RunArgs) -> Code {
             &args.input,
             &spec,
             args.drive.max_batch_requests,
+            args.drive.enqueued_token_budget,
             args.drive.json,
         );
     }
@@ -172,6 +173,12 @@ async fn build(
     if let Some(profile) = &drive.openai_profile {
         builder = builder.openai_profile(profile);
     }
+    if let Some(n) = drive.enqueued_token_budget {
+        builder = builder.enqueued_token_budget(n);
+    }
+    builder = builder.max_concurrent_batches(
+        usize::try_from(drive.max_concurrent_batches).unwrap_or(usize::MAX),
+    );
     builder.build().await.map_err(|e| {
         output::error(&e.to_string());
         Code::Usage

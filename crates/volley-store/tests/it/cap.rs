@@ -173,13 +173,23 @@ async fn shrink_keeps_the_prefix_that_fits() {
     let fs = FileStore::new().await;
     two_batches(&fs).await;
     let haiku = group(ProviderKind::Anthropic, "claude-haiku-4-5");
+    // A batch holds its requests' estimated tokens (10 + seq each in the fixtures).
+    let tokens: Vec<u64> = fs
+        .store
+        .batches("r")
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.est_input_tokens)
+        .collect();
+    assert_eq!(tokens, [60, 85]);
     // Room for three requests of the first batch.
     assert_eq!(
         fs.store.shrink_batch("r-b0001", 3.5 * WORST).await.unwrap(),
         3
     );
     let b1 = fs.store.batches("r").await.unwrap().remove(0);
-    assert_eq!(b1.request_count, 3);
+    assert_eq!((b1.request_count, b1.est_input_tokens), (3, 10 + 11 + 12));
     let items: Vec<u64> = fs
         .store
         .batch_items("r-b0001")

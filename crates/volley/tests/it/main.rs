@@ -1,4 +1,5 @@
 //! Lifecycle tests of the facade: real HTTP against `volley-sim`, the real SQLite store.
 mod cost_cap;
 mod lifecycle;
+mod scheduling;
 mod support;
