@@ -8,18 +8,25 @@ use serde::{Deserialize, Serialize};
 /// or `POST /_sim/config`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
-    /// Time from batch create to `ended` (default 2 s).
+    /// Time from batch create to its end (default 2 s). OpenAI batches spend the first tenth
+    /// `validating` and the last tenth `finalizing`; Gemini batches the first tenth
+    /// `BATCH_STATE_PENDING`.
     pub processing: Duration,
-    /// Fraction of batch requests that come back `errored` with a transient `api_error`. Decided
-    /// per submission, so a retried request can succeed.
+    /// Fraction of batch requests that fail with a transient server error (Anthropic `errored`
+    /// `api_error`, an OpenAI error line with status 500 `server_error`, a Gemini item error
+    /// 500 `INTERNAL`). Decided per submission, so a retried request can succeed.
     pub error_rate: f64,
-    /// Fraction of batch requests that come back `expired`.
+    /// Fraction of batch requests that expire. Anthropic: those requests come back `expired`.
+    /// OpenAI: the batch ends `expired`, those requests get `batch_expired` error lines and
+    /// the others their results. Gemini (expiry is batch-wide there): a batch with any such
+    /// request ends `BATCH_STATE_EXPIRED` with no results.
     pub expired_rate: f64,
-    /// Every Nth `/v1` call (counted since the knobs were last set) answers 429
-    /// `rate_limit_error` with `retry-after`.
+    /// Every Nth API call (counted since the knobs were last set) answers 429 with
+    /// `retry-after` (Anthropic `rate_limit_error`; OpenAI `rate_limit_exceeded`; Gemini
+    /// `RESOURCE_EXHAUSTED` with a `RetryInfo` detail).
     pub rate_limit_every: Option<u64>,
-    /// Every Nth `/v1` call (counted since the knobs were last set) answers a server error,
-    /// alternating 529 `overloaded_error` and 500 `api_error`.
+    /// Every Nth API call (counted since the knobs were last set) answers a server error,
+    /// alternating overloaded (Anthropic 529, OpenAI and Gemini 503) and internal (500).
     pub server_error_every: Option<u64>,
     /// Sent on injected faults as `retry-after` (whole seconds, rounded up, at least 1) and
     /// `retry-after-ms`.

@@ -158,7 +158,10 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> crate::SimStats {
-        let inner = lock(&self.inner);
+        let seed = self.config().seed;
+        let mut inner = lock(&self.inner);
+        // Finished batches' result files count as held even before anyone asked for them.
+        inner.refresh(Instant::now(), seed);
         let mut stats = inner.stats.clone();
         stats.files_stored = inner.files.len() as u64;
         stats

@@ -89,3 +89,73 @@ async fn one_batch_of_100k_requests() {
         peak_rss_kb()
     );
 }
+
+/// One OpenAI batch of 50,000 requests (the API maximum): upload, create, output file.
+/// Ignored by default; run with `cargo test -p volley-sim --release -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow in debug builds; run explicitly to measure"]
+#[allow(clippy::print_stderr)]
+async fn one_openai_batch_of_50k_requests() {
+    use crate::support::Oa;
+    const N: usize = 50_000;
+    let sim = sim_with(SimConfig {
+        processing: Duration::ZERO,
+        error_rate: 0.01,
+        ..SimConfig::default()
+    })
+    .await;
+    let oa = Oa::new(&sim);
+    let mut file = String::with_capacity(N * 200);
+    for i in 0..N {
+        file.push_str(&format!(
+            r#"{{"custom_id":"req-{i:06}","method":"POST","url":"/v1/chat/completions","body":{{"model":"gpt-4o-mini","max_completion_tokens":64,"messages":[{{"role":"user","content":"Classify headline number {i} into a topic."}}]}}}}"#
+        ));
+        file.push('\n');
+    }
+    let mb = file.len() as f64 / 1e6;
+    let t = Instant::now();
+    let id = oa.upload(file.as_bytes()).await;
+    drop(file);
+    let upload = t.elapsed();
+    let t = Instant::now();
+    let r = oa
+        .post(
+            "/batches",
+            &serde_json::json!({"input_file_id": id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "completed", "{}", r.text);
+    let create = t.elapsed();
+    let t = Instant::now();
+    let resp = oa
+        .http
+        .get(format!(
+            "{}/files/{}/content",
+            oa.base,
+            r.body["output_file_id"].as_str().unwrap()
+        ))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let output = t.elapsed();
+    let c = &r.body["request_counts"];
+    assert_eq!(
+        lines as u64 + c["failed"].as_u64().unwrap(),
+        N as u64,
+        "{c}"
+    );
+    eprintln!(
+        "50k OpenAI batch: file {mb:.1} MB, upload {upload:?}, create {create:?}, output {output:?} ({:.1} MB), \
+         peak RSS {:?} KB, counts {c}",
+        bytes as f64 / 1e6,
+        peak_rss_kb()
+    );
+}
