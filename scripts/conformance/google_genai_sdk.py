@@ -317,6 +317,22 @@ def files_upload_in_chunks_get_list_delete() -> None:
     expect(list(c.files.list()) == [], "no file left")
 
 
+@check
+def download_uri_is_served() -> None:
+    c = client()
+    src = [{"key": "d-0", "request": {"contents": [{"parts": [{"text": "hi"}]}]}}]
+    f = c.files.upload(file=io.BytesIO((json.dumps(src[0]) + "\n").encode()), config={"mime_type": "application/jsonl"})
+    done = wait(c, c.batches.create(model=MODEL, src=f.name).name)
+    meta = c.files.get(name=done.dest.file_name)
+    expect(meta.download_uri.startswith(f"{BASE}/download/v1/files/"), f"{meta.download_uri}")
+    req = urllib.request.Request(meta.download_uri, headers={"x-goog-api-key": KEY})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        documented = resp.read()
+    expect(documented == c.files.download(file=meta.name), "both download paths serve the same bytes")
+    expect(json.loads(documented)["key"] == "d-0", f"{documented!r}")
+    cleanup(c)
+
+
 # --- API versions, async, errors ----------------------------------------------------------
 
 
@@ -334,6 +350,10 @@ def v1beta_api_version() -> None:
     wire = raw(f"/v1beta/{job.name}")
     expect(wire["metadata"]["@type"].endswith("v1beta.GenerateContentBatch"), wire["metadata"]["@type"])
     expect(c.models.count_tokens(model=MODEL, contents="hi").total_tokens > 0, "count tokens")
+    expect(any(j.name == job.name for j in c.batches.list()), "list under v1beta")
+    c.batches.delete(name=job.name)
+    e = raises(errors.ClientError, lambda: c.batches.get(name=job.name))
+    assert_api_error(e, 404, "NOT_FOUND")
     cleanup(c)
 
 

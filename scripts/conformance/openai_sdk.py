@@ -154,6 +154,7 @@ def files_create_retrieve_content_delete() -> None:
     expect(raw.request_id is not None and raw.request_id.startswith("req_"), f"{raw.request_id}")
     expect(c.files.retrieve(f.id) == f, "retrieve differs from create")
     expect(c.files.content(f.id).read() == data, "content differs from upload")
+    expect(c.files.wait_for_processing(f.id, poll_interval=0.01).status == "processed", "processed")
     d = c.files.delete(f.id)
     expect(isinstance(d, FileDeleted) and d.deleted and d.id == f.id, f"{d}")
     assert_api_error(raises(openai.NotFoundError, lambda: c.files.retrieve(f.id)), 404)
