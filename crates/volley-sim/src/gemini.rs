@@ -509,9 +509,9 @@ async fn route(app: &App, req: Request) -> Result<Response, ApiError> {
             }
         }
         (&Method::GET, ["download", v, "files", f]) => {
-            let v = version_of(v).ok_or_else(unknown)?;
+            version_of(v).ok_or_else(unknown)?;
             let id = f.strip_suffix(":download").ok_or_else(unknown)?;
-            download(app, id, &parts.uri, v)
+            download(app, id, &parts.uri)
         }
         (method, [v, rest @ ..]) => {
             let v = version_of(v).ok_or_else(unknown)?;
@@ -535,7 +535,7 @@ async fn route(app: &App, req: Request) -> Result<Response, ApiError> {
                 (&Method::GET, ["files"]) => files_list(app, &parts.uri, v, &origin),
                 (&Method::GET, ["files", f]) => match f.split_once(':') {
                     None => file_get(app, f, v, &origin),
-                    Some((id, "download")) => download(app, id, &parts.uri, v),
+                    Some((id, "download")) => download(app, id, &parts.uri),
                     Some(_) => Err(unknown()),
                 },
                 (&Method::DELETE, ["files", f]) if !f.contains(':') => file_delete(app, f),
@@ -547,9 +547,8 @@ async fn route(app: &App, req: Request) -> Result<Response, ApiError> {
 }
 
 fn refreshed(app: &App) -> std::sync::MutexGuard<'_, Inner> {
-    let seed = app.config().seed;
     let mut inner = app.inner();
-    inner.refresh(Instant::now(), seed);
+    inner.refresh(Instant::now());
     inner
 }
 
@@ -1024,7 +1023,7 @@ fn file_delete(app: &App, id: &str) -> Result<Response, ApiError> {
     Ok(json_response(&json!({})))
 }
 
-fn download(app: &App, id: &str, uri: &Uri, _version: &str) -> Result<Response, ApiError> {
+fn download(app: &App, id: &str, uri: &Uri) -> Result<Response, ApiError> {
     if query_param(uri, "alt").as_deref() != Some("media") {
         return Err(invalid(
             "Downloads need alt=media (files/{id}:download?alt=media).",

@@ -158,10 +158,9 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> crate::SimStats {
-        let seed = self.config().seed;
         let mut inner = lock(&self.inner);
         // Finished batches' result files count as held even before anyone asked for them.
-        inner.refresh(Instant::now(), seed);
+        inner.refresh(Instant::now());
         let mut stats = inner.stats.clone();
         stats.files_stored = inner.files.len() as u64;
         stats
@@ -172,7 +171,7 @@ impl Shared {
     pub(crate) fn files(&self) -> Vec<crate::SimFile> {
         let entries = {
             let mut inner = lock(&self.inner);
-            inner.refresh(Instant::now(), self.config().seed);
+            inner.refresh(Instant::now());
             inner.files.all()
         };
         entries

@@ -85,7 +85,9 @@ pub struct SimStats {
     pub batches_created: u64,
     /// Sum of the request counts of created batches.
     pub requests_submitted: u64,
-    /// Times a `custom_id` arrived in a create after it had been submitted in an earlier batch.
+    /// Times a `custom_id` arrived in a create after it had been submitted in an earlier batch
+    /// (Anthropic and OpenAI `custom_id`, Gemini `key`; one namespace across the three APIs,
+    /// so a request resubmitted to another provider counts too).
     pub duplicate_submissions: u64,
     /// Most times any one `custom_id` has been submitted.
     pub max_submissions_per_custom_id: u64,

@@ -1128,9 +1128,8 @@ async fn files_create(app: &App, headers: &HeaderMap, body: Body) -> Result<Resp
 }
 
 fn refreshed(app: &App) -> std::sync::MutexGuard<'_, Inner> {
-    let seed = app.config().seed;
     let mut inner = app.inner();
-    inner.refresh(Instant::now(), seed);
+    inner.refresh(Instant::now());
     inner
 }
 

@@ -329,7 +329,7 @@ impl Inner {
     }
 
     /// Brings the OpenAI and Gemini batches up to `now`: finished ones get their result files.
-    pub(crate) fn refresh(&mut self, now: Instant, _seed: u64) {
+    pub(crate) fn refresh(&mut self, now: Instant) {
         self.openai.refresh(now, &mut self.files);
         self.gemini.refresh(now, &mut self.files);
     }

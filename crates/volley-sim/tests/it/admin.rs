@@ -144,3 +144,44 @@ async fn shutdown_stops_serving() {
         .unwrap();
     assert_eq!(again.addr(), addr);
 }
+
+/// Submission counts share one namespace across the three APIs (Anthropic and OpenAI
+/// `custom_id`, Gemini `key`).
+#[tokio::test]
+async fn stats_count_submissions_across_apis() {
+    let sim = sim(0).await;
+    Api::new(&sim).create(requests("d", 4)).await;
+    let oa = crate::support::Oa::new(&sim);
+    let lines: Vec<Value> = (0..4)
+        .map(|i| crate::support::chat_line(&format!("d-{i}"), "x"))
+        .collect();
+    oa.batch(&lines).await;
+    let gm = crate::support::Gm::new(&sim);
+    let r = gm
+        .post(
+            "models/gemini-2.5-flash:batchGenerateContent",
+            &crate::support::gm_inline("d", 4),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let s = sim.stats();
+    assert_eq!(
+        (
+            s.batches_created,
+            s.requests_submitted,
+            s.duplicate_submissions,
+            s.max_submissions_per_custom_id
+        ),
+        (3, 12, 8, 3)
+    );
+    assert_eq!(s.files_uploaded, 1);
+    assert_eq!(s.files_stored, 2, "the OpenAI input and output files");
+    let (status, body) = admin(&api_of(&sim), reqwest::Method::GET, "/_sim/files", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["files"].as_array().unwrap().len(), 2);
+    assert_eq!(body["files"][0]["api"], "openai");
+}
+
+fn api_of(sim: &Simulator) -> Api {
+    Api::new(sim)
+}
