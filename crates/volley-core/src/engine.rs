@@ -113,6 +113,8 @@ pub enum EngineError {
 enum BatchError {
     /// Try this batch again after a pause.
     Transient(String),
+    /// The create call got no answer: the provider may have made the batch.
+    Uncertain(String),
     /// Not an error: the batch waits for room under the cost cap.
     Wait,
     /// Stop the run.
@@ -123,6 +125,15 @@ impl From<StoreError> for BatchError {
     fn from(e: StoreError) -> Self {
         Self::Fatal(e.into())
     }
+}
+
+/// Batches that must not start now.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    /// Batches backing off after a transient failure, until the given instant.
+    not_before: &'a HashMap<String, (Instant, u32)>,
+    /// Providers with an unsettled create: no new create goes to them.
+    unsettled: &'a HashSet<ProviderKind>,
 }
 
 /// The per-run limits a batch task needs.
@@ -207,11 +218,15 @@ impl Engine {
                     max_attempts: run.options.max_attempts.max(1),
                     max_cost_usd: run.options.max_cost_usd,
                 };
+                let unsettled = self.settle(run_id, &active).await?;
                 self.spawn_ready(
                     run_id,
                     &mut tasks,
                     &mut active,
-                    &not_before,
+                    Held {
+                        not_before: &not_before,
+                        unsettled: &unsettled,
+                    },
                     limits,
                     &shutdown,
                 )
@@ -240,7 +255,7 @@ impl Engine {
                             let at = Instant::now() + inner.config.poll.initial;
                             not_before.insert(batch, (at, 0));
                         }
-                        Err(BatchError::Transient(message)) => {
+                        Err(BatchError::Transient(message) | BatchError::Uncertain(message)) => {
                             let tries = not_before.get(&batch).map_or(0, |(_, n)| *n);
                             let delay = inner.config.retry.delay(tries, None)
                                 .max(inner.config.poll.initial);
@@ -369,10 +384,14 @@ impl Engine {
         run_id: &str,
         tasks: &mut JoinSet<(String, Result<(), BatchError>)>,
         active: &mut HashMap<String, ProviderKind>,
-        not_before: &HashMap<String, (Instant, u32)>,
+        held: Held<'_>,
         limits: RunLimits,
         shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
+        let Held {
+            not_before,
+            unsettled,
+        } = held;
         let now = Instant::now();
         let batches = self.inner.store.batches(run_id).await?;
         // Batches already at the provider count first, so a restart never goes over the cap or
@@ -390,7 +409,11 @@ impl Engine {
         let mut held: HashSet<&Group> = HashSet::new();
         let mut admit: Vec<&BatchRecord> = Vec::new();
         for batch in &batches {
+            // `submitting` batches are settled by `Engine::settle`, and no provider gets a new
+            // create while one of its earlier creates is still unsettled.
             if !batch.state.is_open()
+                || batch.state == BatchState::Submitting
+                || (batch.state == BatchState::Planned && unsettled.contains(&batch.group.provider))
                 || active.contains_key(&batch.id)
                 || not_before.get(&batch.id).is_some_and(|(at, _)| *at > now)
             {
@@ -448,34 +471,36 @@ impl Engine {
         let store = &self.inner.store;
         let mut items = store.batch_items(&batch.id).await?;
         let remote = match batch.state {
-            BatchState::Planned | BatchState::Submitting => {
-                if batch.state == BatchState::Planned && shutdown.is_cancelled() {
+            BatchState::Planned => {
+                if shutdown.is_cancelled() {
                     return Ok(());
                 }
                 let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
-                let found = if batch.state == BatchState::Submitting {
-                    self.reconcile(provider.as_ref(), &batch, &items).await?
-                } else {
-                    None
-                };
-                if found.is_some() {
-                    // confirm_submit counted this attempt in the store; keep our copy in step.
-                    for item in &mut items {
-                        item.attempts += 1;
-                    }
+                if shutdown.is_cancelled() {
+                    return Ok(());
                 }
-                match found {
-                    Some(remote) => remote,
-                    None if shutdown.is_cancelled() => return Ok(()),
-                    None => match self
-                        .submit(provider.as_ref(), &batch, &mut items, limits)
-                        .await?
-                    {
-                        Some(remote) => remote,
-                        None => return Ok(()),
-                    },
+                match self
+                    .submit(provider.as_ref(), &batch, &mut items, limits)
+                    .await
+                {
+                    Ok(Some(remote)) => remote,
+                    Ok(None) => return Ok(()),
+                    // No answer: settle it now, before the lock lets another create through,
+                    // so at most one create per provider is ever unconfirmed.
+                    Err(BatchError::Uncertain(message)) => {
+                        match self
+                            .settle_now(provider.as_ref(), &batch, &mut items, &shutdown)
+                            .await?
+                        {
+                            Some(remote) => remote,
+                            None => return Err(BatchError::Transient(message)),
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
             }
+            // Settled by `Engine::settle` before any new create of its provider.
+            BatchState::Submitting => return Ok(()),
             BatchState::Submitted => {
                 let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
                     StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
@@ -600,9 +625,9 @@ impl Engine {
                 self.emit(Event::Warning(format!("batch {} rejected: {e}", batch.id)));
                 Ok(None)
             }
-            // No answer: the provider may have created it. The intent stays; the next round
-            // looks for the batch before submitting again.
-            Err(e) => Err(BatchError::Transient(e.to_string())),
+            // No answer: the provider may have created it. The intent stays until the batch is
+            // found or known never to have been made.
+            Err(e) => Err(BatchError::Uncertain(e.to_string())),
         }
     }
 
@@ -655,6 +680,92 @@ impl Engine {
             items.len(),
             batch.id
         )));
+        Ok(None)
+    }
+
+    /// Settles every `submitting` batch without a task (left by a crash or a lost answer),
+    /// oldest intent first, each under its provider's submit lock: found at the provider and
+    /// confirmed, or known never made and planned again. Returns the providers that could not
+    /// be settled now (the provider did not answer); they get no new create until they are,
+    /// so a provider never has two unconfirmed creates — which keeps finding them unambiguous.
+    async fn settle(
+        &self,
+        run_id: &str,
+        active: &HashMap<String, ProviderKind>,
+    ) -> Result<HashSet<ProviderKind>, EngineError> {
+        let store = &self.inner.store;
+        let mut open: Vec<BatchRecord> = store
+            .batches(run_id)
+            .await?
+            .into_iter()
+            .filter(|b| b.state == BatchState::Submitting && !active.contains_key(&b.id))
+            .collect();
+        open.sort_by_key(|b| b.submit_started_at);
+        let mut unsettled = HashSet::new();
+        for batch in open {
+            let kind = batch.group.provider;
+            if unsettled.contains(&kind) {
+                continue;
+            }
+            let provider = self
+                .inner
+                .providers
+                .get(kind)
+                .cloned()
+                .ok_or(EngineError::MissingProvider(kind))?;
+            let _one_at_a_time = self.inner.submitting[&kind].lock().await;
+            let items = store.batch_items(&batch.id).await?;
+            match self.reconcile(provider.as_ref(), &batch, &items).await {
+                Ok(_) => {}
+                Err(BatchError::Fatal(e)) => return Err(e),
+                Err(e) => {
+                    self.emit(Event::Warning(format!(
+                        "cannot check yet whether batch {} reached {kind}: {e:?}; no new batch goes to {kind} until it is known",
+                        batch.id
+                    )));
+                    unsettled.insert(kind);
+                }
+            }
+        }
+        Ok(unsettled)
+    }
+
+    /// After a create got no answer, while still holding the provider's submit lock: looks for
+    /// the batch a few times. `Some`: it exists and is confirmed. `None`: it was never made (the
+    /// batch is planned again) or the provider cannot tell yet (the intent stays for `settle`).
+    async fn settle_now(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        items: &mut [BatchItem],
+        shutdown: &CancellationToken,
+    ) -> Result<Option<RemoteBatch>, BatchError> {
+        let mut batch = batch.clone();
+        batch.state = BatchState::Submitting;
+        batch.submit_started_at = self
+            .inner
+            .store
+            .batches(&batch.run_id)
+            .await?
+            .into_iter()
+            .find(|b| b.id == batch.id)
+            .and_then(|b| b.submit_started_at);
+        for attempt in 0..5 {
+            match self.reconcile(provider, &batch, items).await {
+                Ok(Some(remote)) => {
+                    for item in items.iter_mut() {
+                        item.attempts += 1;
+                    }
+                    return Ok(Some(remote));
+                }
+                Ok(None) => return Ok(None),
+                Err(BatchError::Fatal(e)) => return Err(BatchError::Fatal(e)),
+                Err(_) if shutdown.is_cancelled() => return Ok(None),
+                Err(_) => {
+                    tokio::time::sleep(self.inner.config.retry.delay(attempt, None)).await;
+                }
+            }
+        }
         Ok(None)
     }
 

@@ -43,6 +43,8 @@ fn kill_after(mut cmd: Command, lines: usize, delay: Duration) -> (Vec<String>, 
     std::thread::sleep(delay);
     let _ = child.kill();
     let status = child.wait().unwrap();
+    // The process is gone: its pipe closes and the drain thread ends; keep everything it said.
+    seen.extend(rx.iter());
     (seen, status.code())
 }
 
@@ -81,6 +83,7 @@ async fn thirty_sigkills_lose_nothing_and_submit_nothing_twice() {
 
     let mut kills = 0;
     let mut finished_early = 0;
+    let mut transcript: Vec<String> = Vec::new();
     let mut run_id: Option<String> = None;
     while kills < KILLS {
         // Mostly `volley run` again (it resumes the unfinished run of the same input), and
@@ -105,6 +108,11 @@ async fn thirty_sigkills_lose_nothing_and_submit_nothing_twice() {
                 run_id = Some(run_id_in(line.trim_start_matches("resuming ")));
             }
         }
+        transcript.push(format!(
+            "--- process {} ({lines} line(s), then {delay:?}, exit {code:?})",
+            transcript.len()
+        ));
+        transcript.extend(seen.iter().cloned());
         if code.is_some() {
             // It exited before the kill (finished, or failed): that is not a kill.
             finished_early += 1;
@@ -128,6 +136,9 @@ async fn thirty_sigkills_lose_nothing_and_submit_nothing_twice() {
     );
     let stats = sim.stats();
     eprintln!("after {kills} SIGKILLs: {stats:?}");
+    if stats.duplicate_submissions > 0 || std::env::var_os("VOLLEY_CHAOS_TRANSCRIPT").is_some() {
+        eprintln!("{}\n--- final run\n{err}", transcript.join("\n"));
+    }
     assert_eq!(stats.duplicate_submissions, 0, "{stats:?}");
     assert_eq!(stats.requests_submitted, REQUESTS as u64, "{stats:?}");
     assert!(stats.faults_injected > 0);
