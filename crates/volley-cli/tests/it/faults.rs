@@ -181,6 +181,9 @@ async fn a_storm_of_429s_and_5xx_with_item_errors_still_completes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(ids(&dir.path().join("out/results.jsonl")), ids(&input));
     let stats = sim.stats();
+    // Printed for the record (the figures quoted in the issue notes).
+    let mut err = std::io::stderr();
+    let _ = std::io::Write::write_fmt(&mut err, format_args!("storm: {stats:?}\n"));
     assert!(stats.faults_injected > 10, "{stats:?}");
     assert!(
         stats.requests_submitted > 200,
