@@ -53,17 +53,8 @@ pub(crate) struct DriveArgs {
     /// Use the embedded simulator instead of the real APIs (no keys needed).
     #[arg(long)]
     pub(crate) simulate: bool,
-    /// Lower the per-batch request limit (smaller batches come back sooner).
-    #[arg(long, value_name = "N")]
-    pub(crate) max_batch_requests: Option<u64>,
-    /// Send OpenAI-model requests to a named OpenAI-compatible batch server (`volley models`
-    /// lists them): its base URL, key variable and limits.
-    #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
-    pub(crate) openai_profile: Option<String>,
-    /// Input tokens that may be enqueued at the provider at once, per model (overrides the
-    /// catalog's limits, e.g. Gemini's tier-1 values; see docs/scheduling.md).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub(crate) enqueued_token_budget: Option<u64>,
+    #[command(flatten)]
+    pub(crate) plan: PlanArgs,
     /// Most batches at one provider at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_concurrent_batches: u64,
@@ -76,8 +67,9 @@ pub(crate) struct DriveArgs {
     pub(crate) sim_processing_ms: u64,
 }
 
+/// The input, and defaults for lines that leave something out.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct InputArgs {
     /// The input: JSONL, one request per line (see docs/input.md).
     pub(crate) input: PathBuf,
     /// Model for lines that name none.
@@ -86,6 +78,28 @@ pub(crate) struct RunArgs {
     /// max_tokens for lines that give none (default 1024).
     #[arg(long, value_name = "N")]
     pub(crate) max_tokens: Option<u32>,
+}
+
+/// How requests are packed into provider batches (run, resume, estimate).
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// Lower the per-batch request limit (smaller batches come back sooner).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_batch_requests: Option<u64>,
+    /// Send OpenAI-model requests to a named OpenAI-compatible batch server (`volley models`
+    /// lists them): its base URL, key variable and limits.
+    #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
+    pub(crate) openai_profile: Option<String>,
+    /// Input tokens that may be enqueued at the provider at once, per model (overrides the
+    /// catalog's limits, e.g. Gemini's tier-1 values; see docs/scheduling.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) enqueued_token_budget: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
     /// Submissions per request before a transient failure is final.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub(crate) max_attempts: u32,
@@ -108,23 +122,10 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct EstimateArgs {
-    /// The input: JSONL, one request per line.
-    pub(crate) input: PathBuf,
-    /// Model for lines that name none.
-    #[arg(long)]
-    pub(crate) model: Option<String>,
-    /// max_tokens for lines that give none (default 1024).
-    #[arg(long, value_name = "N")]
-    pub(crate) max_tokens: Option<u32>,
-    /// Lower the per-batch request limit.
-    #[arg(long, value_name = "N")]
-    pub(crate) max_batch_requests: Option<u64>,
-    /// Plan OpenAI-model requests for a named OpenAI-compatible batch server's limits.
-    #[arg(long, value_name = "NAME", env = "VOLLEY_OPENAI_PROFILE")]
-    pub(crate) openai_profile: Option<String>,
-    /// Input tokens that may be enqueued at once, per model (as for `volley run`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub(crate) enqueued_token_budget: Option<u64>,
+    #[command(flatten)]
+    pub(crate) input: InputArgs,
+    #[command(flatten)]
+    pub(crate) plan: PlanArgs,
     /// Print the estimate as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

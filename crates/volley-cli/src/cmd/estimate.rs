@@ -3,51 +3,51 @@ use std::path::Path;
 
 use volley::{Catalog, Error, Estimate, RunSpec};
 
-use crate::cli::EstimateArgs;
+use crate::cli::{EstimateArgs, InputArgs, PlanArgs};
 use crate::exit::Code;
 use crate::output;
 
 pub(crate) fn estimate(args: &EstimateArgs) -> Code {
-    let spec = RunSpec {
-        model: args.model.clone(),
-        max_tokens: args.max_tokens,
-        ..RunSpec::default()
-    };
-    show(
-        &args.input,
-        &spec,
-        args.max_batch_requests,
-        args.enqueued_token_budget,
-        args.json,
-    )
+    show(&args.input, &args.plan, args.json)
 }
 
-/// Prints the estimate of `input` (JSON on stdout with `json`); exit code 1 on bad input.
-pub(crate) fn show(
-    input: &Path,
-    spec: &RunSpec,
-    max_batch_requests: Option<u64>,
-    enqueued_token_budget: Option<u64>,
-    json: bool,
-) -> Code {
-    let catalog = Catalog::builtin();
+/// Prints the estimate of the input (JSON on stdout with `json`); exit code 1 on bad input.
+pub(crate) fn show(input: &InputArgs, plan: &PlanArgs, json: bool) -> Code {
+    let mut catalog = Catalog::builtin();
+    if let Some(name) = &plan.openai_profile {
+        match volley::profiles().get(name) {
+            Some(profile) => catalog.apply_openai_profile(profile),
+            None => {
+                output::error(&format!(
+                    "unknown OpenAI-compatible profile `{name}` (`volley models` lists them)"
+                ));
+                return Code::Usage;
+            }
+        }
+    }
+    let spec = RunSpec {
+        model: input.model.clone(),
+        max_tokens: input.max_tokens,
+        ..RunSpec::default()
+    };
+    let path = input.input.as_path();
     match volley::estimate_file(
         &catalog,
-        input,
-        spec,
-        max_batch_requests,
-        enqueued_token_budget,
+        path,
+        &spec,
+        plan.max_batch_requests,
+        plan.enqueued_token_budget,
     ) {
         Ok(estimate) => {
             if json {
                 output::json(&estimate);
             } else {
-                output::info(&render(input, &estimate));
+                output::info(&render(path, &estimate));
             }
             Code::Success
         }
         Err(Error::Input { errors, count }) => {
-            super::run::report_input_errors(input, &errors, count);
+            super::run::report_input_errors(path, &errors, count);
             Code::Usage
         }
         Err(e) => {

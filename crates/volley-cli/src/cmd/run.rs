@@ -29,18 +29,7 @@ pub(crate) fn report_input_errors(input: &Path, errors: &[InputError], count: u6
 
 pub(crate) async fn run(args: RunArgs) -> Code {
     if args.dry_run {
-        let spec = RunSpec {
-            model: args.model.clone(),
-            max_tokens: args.max_tokens,
-            ..RunSpec::default()
-        };
-        return super::estimate::show(
-            &args.input,
-            &spec,
-            args.drive.max_batch_requests,
-            args.drive.enqueued_token_budget,
-            args.drive.json,
-        );
+        return super::estimate::show(&args.input, &args.drive.plan, args.drive.json);
     }
     let reporter = Reporter::new();
     let volley = match build(
@@ -55,8 +44,8 @@ pub(crate) async fn run(args: RunArgs) -> Code {
         Err(code) => return code,
     };
     let spec = RunSpec {
-        model: args.model,
-        max_tokens: args.max_tokens,
+        model: args.input.model.clone(),
+        max_tokens: args.input.max_tokens,
         options: volley::RunOptions {
             max_attempts: args.max_attempts.max(1),
             max_cost_usd: args.max_cost_usd,
@@ -65,10 +54,10 @@ pub(crate) async fn run(args: RunArgs) -> Code {
         out: args.drive.out.as_ref().map(|p| p.display().to_string()),
         fresh: args.fresh,
     };
-    let started = match volley.start_file(&args.input, spec).await {
+    let started = match volley.start_file(&args.input.input, spec).await {
         Ok(started) => started,
         Err(Error::Input { errors, count }) => {
-            report_input_errors(&args.input, &errors, count);
+            report_input_errors(&args.input.input, &errors, count);
             return Code::Usage;
         }
         Err(e) => {
@@ -167,13 +156,13 @@ async fn build(
             ..base
         });
     }
-    if let Some(n) = drive.max_batch_requests {
+    if let Some(n) = drive.plan.max_batch_requests {
         builder = builder.max_batch_requests(n);
     }
-    if let Some(profile) = &drive.openai_profile {
+    if let Some(profile) = &drive.plan.openai_profile {
         builder = builder.openai_profile(profile);
     }
-    if let Some(n) = drive.enqueued_token_budget {
+    if let Some(n) = drive.plan.enqueued_token_budget {
         builder = builder.enqueued_token_budget(n);
     }
     builder = builder.max_concurrent_batches(

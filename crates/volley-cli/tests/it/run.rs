@@ -205,3 +205,24 @@ async fn running_a_completed_input_again_pays_nothing_unless_fresh() {
     assert_eq!(fresh.status.code(), Some(0));
     assert_eq!(sim.stats().requests_submitted, 24, "--fresh runs it again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_profiles_are_checked_by_estimate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = workspace_root().join("examples/quickstart.jsonl");
+    let mut ok = volley(dir.path());
+    ok.arg("estimate")
+        .arg(&input)
+        .args(["--openai-profile", "groq", "--json"]);
+    assert_eq!(output(ok).await.status.code(), Some(0));
+    for extra in [&["estimate"][..], &["run", "--simulate"][..]] {
+        let mut bad = volley(dir.path());
+        bad.arg(extra[0])
+            .arg(&input)
+            .args(&extra[1..])
+            .args(["--openai-profile", "nope"]);
+        let out = output(bad).await;
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(stderr(&out).contains("`nope`"), "{}", stderr(&out));
+    }
+}
