@@ -296,6 +296,13 @@ impl Engine {
         }
     }
 
+    /// Packs every pending request of `run_id` into planned batches and submits nothing
+    /// ([`Engine::drive`] plans as it goes); returns how many batches the run has now.
+    pub async fn plan_pending(&self, run_id: &str) -> Result<u64, EngineError> {
+        let next = self.inner.store.batch_count(run_id).await? + 1;
+        Ok(self.plan(run_id, next).await? - 1)
+    }
+
     /// Packs every pending request into planned batches; returns the next batch number.
     async fn plan(&self, run_id: &str, mut next_batch: u64) -> Result<u64, EngineError> {
         const PAGE: u64 = 10_000;

@@ -40,12 +40,117 @@ fn bpe() -> &'static tiktoken_rs::CoreBPE {
     BPE.get_or_init(tiktoken_rs::o200k_base_singleton)
 }
 
-/// o200k_base tokens of `text`.
+/// o200k_base tokens of `text`, exactly as `encode_ordinary(text).len()`, but fast on large
+/// inputs: the text is cut before every space that sits between two non-space characters,
+/// and each piece's count is remembered (per thread, at most [`MEMO_ENTRIES`] pieces).
+///
+/// Why the cut changes nothing: o200k_base first splits text with a regex whose every match
+/// ends before such a space (letters, digits and punctuation runs never contain a space; a
+/// whitespace run followed by a non-space leaves its last space to the next match) and whose
+/// next match starts at that space; the only lookahead, `\s+(?!\S)`, never looks past a
+/// piece because no piece ends in whitespace. BPE then merges within a match only. So the
+/// token counts of the pieces add up to the count of the text (tested against the encoder).
+/// Words repeat across a batch input, so most pieces are found in the memo: counting a
+/// million short prompts takes about a tenth of the time of encoding them.
 pub fn o200k_tokens(text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
+    MEMO.with_borrow_mut(|memo| {
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        pieces(text).map(|piece| count_piece(piece, memo)).sum()
+    })
+}
+
+/// Tokens of one piece of [`pieces`]. Runs of ASCII digits are counted without the encoder:
+/// o200k_base matches digits in groups of up to three (`\p{N}{1,3}`), never together with
+/// anything else, and every group of one to three digits is one token (tested). A run is
+/// cut out only where that is certain: not after whitespace (the whitespace match would then
+/// end the piece before it and see a different lookahead) and not next to another numeric
+/// character (which would join its groups).
+fn count_piece(piece: &str, memo: &mut std::collections::HashMap<Box<str>, u32>) -> u64 {
+    let mut lookup = |text: &str| -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        match memo.get(text) {
+            Some(n) => u64::from(*n),
+            None => {
+                let n = bpe().encode_ordinary(text).len();
+                memo.insert(text.into(), u32::try_from(n).unwrap_or(u32::MAX));
+                n as u64
+            }
+        }
+    };
+    let bytes = piece.as_bytes();
+    let (mut total, mut start, mut i) = (0, 0, 0);
+    // A piece is cut before a space with a non-space before it; a space followed by a digit
+    // is then a match of its own (`\s+`: no other alternative takes a space before a digit),
+    // one token, and the digits after it start fresh.
+    if bytes.len() > 1 && bytes[0] == b' ' && bytes[1].is_ascii_digit() {
+        total += lookup(" ");
+        (start, i) = (1, 1);
     }
-    bpe().encode_ordinary(text).len() as u64
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let run = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let before = piece[start..run].chars().next_back();
+        let after = piece[i..].chars().next();
+        if before.is_some_and(|c| c.is_whitespace() || c.is_numeric())
+            || after.is_some_and(char::is_numeric)
+        {
+            continue;
+        }
+        total += lookup(&piece[start..run]) + (i - run).div_ceil(3) as u64;
+        start = i;
+    }
+    total + lookup(&piece[start..])
+}
+
+/// Most pieces remembered per thread by [`o200k_tokens`] (then the memo starts over).
+pub const MEMO_ENTRIES: usize = 1 << 16;
+
+thread_local! {
+    static MEMO: std::cell::RefCell<std::collections::HashMap<Box<str>, u32>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `text` cut before every space that has a non-whitespace character on both sides.
+fn pieces(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let at = i;
+            i += 1;
+            if bytes[at] == b' '
+                && at > start
+                && text[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| !c.is_whitespace())
+                && text[at + 1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| !c.is_whitespace())
+            {
+                let piece = &text[start..at];
+                start = at;
+                return Some(piece);
+            }
+        }
+        (start < bytes.len()).then(|| {
+            let piece = &text[start..];
+            start = bytes.len();
+            piece
+        })
+    })
 }
 
 /// Estimated input tokens of `request` at `provider`, with the built-in token factors
@@ -286,6 +391,51 @@ mod tests {
         assert_eq!(o200k_tokens("Hello, world!"), 4);
         let r = request("Hello, world!");
         assert_eq!(input_tokens(ProviderKind::OpenAi, &r), 3 + 3 + 4);
+    }
+
+    fn exact(text: &str) -> u64 {
+        bpe().encode_ordinary(text).len() as u64
+    }
+
+    #[test]
+    fn memoised_counts_equal_the_encoder() {
+        for text in [
+            "",
+            " ",
+            "Hello, world!",
+            "two  spaces and   three, then a tab\there and\nnew lines\n\n  indented",
+            "it's don't WE'LL (parenthesised) [1, 22, 333, 4444] 3.14159 -- ... !!!",
+            "trailing space ",
+            " leading space",
+            "ünïcödé wörds, 日本語のテキスト, emoji 🎉 and mixed-case CamelCase words",
+            "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"}}}",
+        ] {
+            assert_eq!(o200k_tokens(text), exact(text), "{text:?}");
+            // Twice: the second count comes from the memo.
+            assert_eq!(o200k_tokens(text), exact(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn every_group_of_up_to_three_digits_is_one_token() {
+        for n in 0..1000 {
+            for text in [format!("{n}"), format!("{n:02}"), format!("{n:03}")] {
+                assert_eq!(exact(&text), 1, "{text}");
+            }
+        }
+        assert_eq!(
+            o200k_tokens("order 1234567 of 2026-11-23"),
+            exact("order 1234567 of 2026-11-23")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn memoised_counts_equal_the_encoder_on_any_text(
+            text in "[a-zA-Z0-9 ,.'!?\t\n()éü日本🎉²٣ 0-9-]{0,120}"
+        ) {
+            proptest::prop_assert_eq!(o200k_tokens(&text), exact(&text));
+        }
     }
 
     #[test]
