@@ -1,7 +1,4 @@
 //! `kill -9` while batches are being polled, then `volley resume`.
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,39 +9,19 @@ async fn kill_9_during_polling_then_resume_submits_nothing_twice() {
     let input = write_input(dir.path(), 300);
 
     let mut cmd = volley_at(dir.path(), &sim);
-    cmd.arg("run")
-        .arg(&input)
-        .args([
-            "--max-batch-requests",
-            "40",
-            "--out",
-            "out",
-            "--poll-interval",
-            "50",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    cmd.arg("run").arg(&input).args([
+        "--max-batch-requests",
+        "40",
+        "--out",
+        "out",
+        "--poll-interval",
+        "50",
+    ]);
     let (run_id, status) = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut run_id = None;
-        let mut submitted = 0;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if line.starts_with("run ") {
-                run_id = Some(run_id_in(&line));
-            }
-            if line.trim_start().starts_with("submitted") {
-                submitted += 1;
-                if submitted == 8 {
-                    break;
-                }
-            }
-        }
+        let mut started = start_until_submitted(cmd, 8);
         // SIGKILL: no chance to save anything beyond what is already stored.
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        (run_id.expect("run id printed"), status)
+        started.child.kill().unwrap();
+        (started.run_id, started.child.wait().unwrap())
     })
     .await
     .unwrap();

@@ -1,6 +1,4 @@
 //! Secrets, signals and fault storms, through the real binary.
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
 use volley_sim::{SimConfig, Simulator};
@@ -97,43 +95,24 @@ async fn sigint_saves_state_exits_130_and_resume_finishes_without_resubmitting()
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), 90);
     let mut cmd = volley_at(dir.path(), &sim);
-    cmd.arg("run")
-        .arg(&input)
-        .args([
-            "--max-batch-requests",
-            "30",
-            "--poll-interval",
-            "50",
-            "--out",
-            "out",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+    cmd.arg("run").arg(&input).args([
+        "--max-batch-requests",
+        "30",
+        "--poll-interval",
+        "50",
+        "--out",
+        "out",
+    ]);
     let (run_id, code, rest) = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut run_id = None;
-        let mut submitted = 0;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if line.starts_with("run ") {
-                run_id = Some(run_id_in(&line));
-            }
-            if line.trim_start().starts_with("submitted") {
-                submitted += 1;
-                if submitted == 3 {
-                    break;
-                }
-            }
-        }
-        let pid = child.id().to_string();
+        let mut started = start_until_submitted(cmd, 3);
+        let pid = started.child.id().to_string();
         std::process::Command::new("kill")
             .args(["-INT", &pid])
             .status()
             .unwrap();
-        let rest: Vec<String> = lines.map_while(Result::ok).collect();
-        let status = child.wait().unwrap();
-        (run_id.unwrap(), status.code(), rest.join("\n"))
+        let rest: Vec<String> = started.rest.map_while(Result::ok).collect();
+        let status = started.child.wait().unwrap();
+        (started.run_id, status.code(), rest.join("\n"))
     })
     .await
     .unwrap();

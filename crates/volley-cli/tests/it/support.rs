@@ -89,3 +89,39 @@ pub(crate) fn run_id_in(stderr: &str) -> String {
         .expect("a run id on stderr")
         .to_owned()
 }
+
+/// A running `volley` whose stderr is being read.
+pub(crate) struct Started {
+    pub(crate) child: std::process::Child,
+    pub(crate) run_id: String,
+    pub(crate) rest: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+/// Spawns `cmd` with stderr piped and reads until `batches` batches were submitted. Blocking:
+/// call it from `spawn_blocking` so an in-process simulator keeps serving.
+pub(crate) fn start_until_submitted(mut cmd: Command, batches: usize) -> Started {
+    use std::io::BufRead;
+    cmd.stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("volley starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut run_id = None;
+    let mut submitted = 0;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("run ") {
+            run_id = Some(run_id_in(&line));
+        }
+        if line.trim_start().starts_with("submitted") {
+            submitted += 1;
+            if submitted == batches {
+                break;
+            }
+        }
+    }
+    Started {
+        child,
+        run_id: run_id.expect("the run id is printed"),
+        rest: lines,
+    }
+}
