@@ -246,6 +246,12 @@ fn transport_error(
     ProviderError::transport(provider, operation, kind, message)
 }
 
+/// Parses a provider's JSON answer; the error names what was expected (`batch object`), so a
+/// protocol mismatch says which call's answer was not understood.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("unexpected {what}: {e}"))
+}
+
 /// Reads `retry-after-ms` (milliseconds) or `retry-after` (seconds, or an HTTP date).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

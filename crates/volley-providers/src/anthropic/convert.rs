@@ -162,12 +162,12 @@ pub fn remote_batch(batch: MessageBatch) -> RemoteBatch {
 
 /// Parses a `MessageBatch` body.
 pub fn parse_batch(body: &[u8]) -> Result<MessageBatch, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch object: {e}"))
+    http::parse_json(body, "batch object")
 }
 
 /// Parses a page of the batch list.
 pub fn parse_batch_page(body: &[u8]) -> Result<BatchPage, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch list: {e}"))
+    http::parse_json(body, "batch list")
 }
 
 /// Parses one results line.

@@ -214,8 +214,7 @@ pub fn is_batch_name(name: &str) -> bool {
 
 /// Parses the final upload answer.
 pub fn parse_uploaded_file(body: &[u8]) -> Result<UploadedFile, String> {
-    let file: UploadedFile =
-        serde_json::from_slice(body).map_err(|e| format!("unexpected upload answer: {e}"))?;
+    let file: UploadedFile = http::parse_json(body, "upload answer")?;
     if !is_file_name(&file.file.name) {
         return Err(format!(
             "unexpected file name in upload answer: {:?}",
@@ -227,17 +226,17 @@ pub fn parse_uploaded_file(body: &[u8]) -> Result<UploadedFile, String> {
 
 /// Parses a batch `Operation`, reading only where its output is.
 pub fn parse_operation(body: &[u8]) -> Result<Operation, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch object: {e}"))
+    http::parse_json(body, "batch object")
 }
 
 /// Parses a batch `Operation` with its inline responses.
 pub fn parse_operation_output(body: &[u8]) -> Result<Operation<BatchOutput>, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch object: {e}"))
+    http::parse_json(body, "batch object")
 }
 
 /// Parses a page of the batch list.
 pub fn parse_batch_page(body: &[u8]) -> Result<BatchPage, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch list: {e}"))
+    http::parse_json(body, "batch list")
 }
 
 /// The batch's name, from the operation or its metadata.

@@ -386,22 +386,22 @@ fn failure_message(batch: &Batch) -> String {
 
 /// Parses a `FileObject` body.
 pub fn parse_file(body: &[u8]) -> Result<FileObject, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected file object: {e}"))
+    http::parse_json(body, "file object")
 }
 
 /// Parses a page of the file list.
 pub fn parse_file_page(body: &[u8]) -> Result<FilePage, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected file list: {e}"))
+    http::parse_json(body, "file list")
 }
 
 /// Parses a `Batch` body.
 pub fn parse_batch(body: &[u8]) -> Result<Batch, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch object: {e}"))
+    http::parse_json(body, "batch object")
 }
 
 /// Parses a page of the batch list.
 pub fn parse_batch_page(body: &[u8]) -> Result<BatchPage, String> {
-    serde_json::from_slice(body).map_err(|e| format!("unexpected batch list: {e}"))
+    http::parse_json(body, "batch list")
 }
 
 /// Parses one line of the output or the error file (both have the same shape).
