@@ -45,8 +45,19 @@ struct Scheduled {
 /// task reads the in-flight batches from the store at that interval while the run goes on.
 async fn scheduled(
     prompts: &[String],
-    budget: u64,
+    budget: Option<u64>,
     max_batch: Option<u64>,
+    sample_every: Option<Duration>,
+) -> Scheduled {
+    scheduled_with(prompts, budget, max_batch, None, sample_every).await
+}
+
+/// [`scheduled`] with a cap on concurrent batches too.
+async fn scheduled_with(
+    prompts: &[String],
+    budget: Option<u64>,
+    max_batch: Option<u64>,
+    max_concurrent: Option<usize>,
     sample_every: Option<Duration>,
 ) -> Scheduled {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -57,12 +68,17 @@ async fn scheduled(
         })
         .store_instance(FrozenClockStore::open().await)
         .poll_policy(POLL)
-        .enqueued_token_budget(budget)
         .on_event(move |event| {
             let _ = tx.send(event);
         });
     if let Some(n) = max_batch {
         builder = builder.max_batch_requests(n);
+    }
+    if let Some(tokens) = budget {
+        builder = builder.enqueued_token_budget(tokens);
+    }
+    if let Some(n) = max_concurrent {
+        builder = builder.max_concurrent_batches(n);
     }
     let volley = builder.build().await.unwrap();
     let mut run = volley.new_run(RunSpec::default().model("claude-haiku-4-5"));
@@ -160,6 +176,35 @@ impl Scheduled {
         assert_eq!(now, 0, "every submitted batch was collected");
         peak as u64
     }
+
+    /// The most batches ever at the provider at once.
+    fn peak_concurrent(&self) -> i64 {
+        let (mut now, mut peak) = (0i64, 0i64);
+        for (_, sign) in &self.timeline {
+            now += i64::from(*sign);
+            peak = peak.max(now);
+        }
+        peak
+    }
+}
+
+/// No token budget, a cap of 3 concurrent batches: 20 batches go 3 at a time, a new one as soon
+/// as one is collected, so the run takes ceil(20 / 3) = 7 processing times (within 5%).
+#[tokio::test(start_paused = true)]
+#[allow(clippy::print_stderr)]
+async fn the_concurrent_batch_cap_holds_and_is_used_in_full() {
+    let prompts: Vec<String> = (0..200).map(|i| format!("Summarise ticket {i}")).collect();
+    let s = scheduled_with(&prompts, None, Some(10), Some(3), None).await;
+    assert_eq!(s.batch_tokens().await.len(), 20);
+    assert_eq!(s.peak_concurrent(), 3);
+    let bound = PROCESSING * 7;
+    let ratio = s.makespan.as_secs_f64() / bound.as_secs_f64();
+    eprintln!(
+        "cap 3: makespan {:.0} s, bound {:.0} s, ratio {ratio:.4}",
+        s.makespan.as_secs_f64(),
+        bound.as_secs_f64()
+    );
+    assert!((1.0..=1.05).contains(&ratio), "ratio {ratio}");
 }
 
 /// The acceptance test: 400 requests of equal size, a budget of a fifth of their
@@ -176,7 +221,7 @@ async fn makespan_is_within_5_percent_of_the_token_budget_bound() {
     // Every prompt has the same estimate; read it back to size the budget exactly.
     let one = Catalog::builtin().input_tokens(ProviderKind::Anthropic, &request(&prompts[0]));
     let budget = 80 * one;
-    let s = scheduled(&prompts, budget, Some(20), None).await;
+    let s = scheduled(&prompts, Some(budget), Some(20), None).await;
 
     let tokens = s.batch_tokens().await;
     let total: u64 = tokens.values().sum();
@@ -234,7 +279,7 @@ async fn batches_at_the_provider_never_exceed_the_budget() {
         .sum();
     let budget = total_estimate / 7;
 
-    let s = scheduled(&prompts, budget, None, Some(Duration::from_secs(10))).await;
+    let s = scheduled(&prompts, Some(budget), None, Some(Duration::from_secs(10))).await;
     let tokens = s.batch_tokens().await;
     assert!(
         tokens.values().all(|t| *t <= budget),
