@@ -2,66 +2,20 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use secrecy::SecretString;
-use volley_core::provider::{
-    BatchProvider, ItemResult, RemotePhase, Submission, SubmissionHint, SubmissionItem,
-};
-use volley_core::retry::RetryPolicy;
+use volley_core::provider::{BatchProvider, ItemResult, RemotePhase, SubmissionHint};
 use volley_providers::{AnthropicProvider, Endpoint, HttpClient};
 use volley_sim::{SimConfig, Simulator};
-use volley_types::{ErrorKind, Message, Request};
+use volley_types::ErrorKind;
 
-pub(crate) fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 5,
-        base: Duration::from_millis(5),
-        max_delay: Duration::from_millis(20),
-        max_retry_after: Duration::from_secs(2),
-    }
-}
+use crate::support::{fast_retry, items, submission, until_ended};
+
+const MODEL: &str = "claude-haiku-4-5";
 
 pub(crate) fn provider(sim: &Simulator, key: &str) -> AnthropicProvider {
     AnthropicProvider::new(
         Endpoint::new(sim.base_url(), SecretString::from(key.to_owned())),
         HttpClient::new(fast_retry()),
     )
-}
-
-pub(crate) fn items(n: usize) -> Vec<SubmissionItem> {
-    (0..n)
-        .map(|i| SubmissionItem {
-            custom_id: format!("c-{i}"),
-            request: Request {
-                id: format!("c-{i}"),
-                model: "claude-haiku-4-5".into(),
-                messages: vec![Message::user(format!("Say something about {i}"))],
-                system: None,
-                max_tokens: 64,
-                temperature: None,
-                schema: None,
-                citations: false,
-                metadata: None,
-            },
-        })
-        .collect()
-}
-
-pub(crate) fn submission<'a>(items: &'a [SubmissionItem]) -> Submission<'a> {
-    Submission {
-        batch_id: "b1",
-        run_id: "r1",
-        model: "claude-haiku-4-5",
-        items,
-    }
-}
-
-async fn until_ended(p: &AnthropicProvider, id: &str) -> volley_core::provider::RemoteBatch {
-    loop {
-        let batch = p.poll(id).await.unwrap();
-        if batch.phase == RemotePhase::Ended {
-            return batch;
-        }
-        tokio::task::yield_now().await;
-    }
 }
 
 #[tokio::test]
@@ -73,8 +27,8 @@ async fn submit_poll_and_stream_results() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(25);
-    let remote = p.submit(submission(&items)).await.unwrap();
+    let items = items("c", MODEL, 25);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     assert_eq!(
         (remote.phase.clone(), remote.request_count),
         (RemotePhase::Running, Some(25))
@@ -108,8 +62,8 @@ async fn rate_limits_and_overload_are_retried_transparently() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(3);
-    let remote = p.submit(submission(&items)).await.unwrap();
+    let items = items("c", MODEL, 3);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     let ended = until_ended(&p, &remote.id).await;
     let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
     assert_eq!(results.len(), 3);
@@ -130,8 +84,8 @@ async fn a_wrong_key_is_an_auth_error_not_retried() {
     .await
     .unwrap();
     let p = provider(&sim, "wrong");
-    let items = items(1);
-    let e = p.submit(submission(&items)).await.unwrap_err();
+    let items = items("c", MODEL, 1);
+    let e = p.submit(submission("b1", MODEL, &items)).await.unwrap_err();
     assert!(e.is_auth() && !e.is_retryable(), "{e}");
     assert_eq!(e.status, Some(401));
     assert!(e.request_id.is_some());
@@ -158,8 +112,8 @@ async fn cancel_ends_with_canceled_items() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(4);
-    let remote = p.submit(submission(&items)).await.unwrap();
+    let items = items("c", MODEL, 4);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     let canceling = p.cancel(&remote.id).await.unwrap();
     assert_eq!(canceling.phase, RemotePhase::Canceling);
     let ended = until_ended(&p, &remote.id).await;
@@ -182,10 +136,10 @@ async fn find_submitted_matches_count_and_time_and_skips_known_batches() {
     .unwrap();
     let p = provider(&sim, "k");
     let started_at = jiff::Timestamp::now();
-    let five = items(5);
-    let seven = items(7);
-    let a = p.submit(submission(&five)).await.unwrap();
-    let b = p.submit(submission(&seven)).await.unwrap();
+    let five = items("c", MODEL, 5);
+    let seven = items("c", MODEL, 7);
+    let a = p.submit(submission("b1", MODEL, &five)).await.unwrap();
+    let b = p.submit(submission("b1", MODEL, &seven)).await.unwrap();
     let hint = |count, known: &'static [String]| SubmissionHint {
         batch_id: "b",
         run_id: "r",

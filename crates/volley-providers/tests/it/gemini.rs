@@ -4,15 +4,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use secrecy::SecretString;
 use serde_json::Value;
-use volley_core::provider::{
-    BatchProvider, ItemResult, RemoteBatch, RemotePhase, Submission, SubmissionHint, SubmissionItem,
-};
+use volley_core::provider::{BatchProvider, ItemResult, RemotePhase, Submission, SubmissionHint};
 use volley_providers::gemini::GeminiProvider;
 use volley_providers::{Endpoint, HttpClient};
 use volley_sim::{SimConfig, Simulator};
-use volley_types::{ErrorKind, Message, Request};
+use volley_types::ErrorKind;
 
-use crate::anthropic::fast_retry;
+use crate::support::{fast_retry, items, submission, until_ended};
 
 const MODEL: &str = "gemini-2.5-flash";
 
@@ -21,44 +19,6 @@ fn provider(sim: &Simulator, key: &str) -> GeminiProvider {
         Endpoint::new(sim.base_url(), SecretString::from(key.to_owned())),
         HttpClient::new(fast_retry()),
     )
-}
-
-fn items(n: usize) -> Vec<SubmissionItem> {
-    (0..n)
-        .map(|i| SubmissionItem {
-            custom_id: format!("g-{i}"),
-            request: Request {
-                id: format!("g-{i}"),
-                model: MODEL.into(),
-                messages: vec![Message::user(format!("Say something about {i}"))],
-                system: Some("Be brief.".into()),
-                max_tokens: 64,
-                temperature: None,
-                schema: None,
-                citations: false,
-                metadata: None,
-            },
-        })
-        .collect()
-}
-
-fn submission<'a>(batch_id: &'a str, items: &'a [SubmissionItem]) -> Submission<'a> {
-    Submission {
-        batch_id,
-        run_id: "r1",
-        model: MODEL,
-        items,
-    }
-}
-
-async fn until_ended(p: &GeminiProvider, id: &str) -> RemoteBatch {
-    loop {
-        let batch = p.poll(id).await.unwrap();
-        if batch.phase == RemotePhase::Ended {
-            return batch;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// The files the simulator holds, straight from its Files API (not through the adapter).
@@ -107,8 +67,8 @@ async fn inline_submit_poll_and_results() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(25);
-    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let items = items("g", MODEL, 25);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     assert!(remote.id.starts_with("batches/"), "{remote:?}");
     assert_eq!(remote.request_count, Some(25));
     assert!(remote.owned_files.is_empty(), "inline: nothing uploaded");
@@ -145,8 +105,8 @@ async fn file_mode_uploads_downloads_and_releases_every_file() {
     .unwrap();
     // Any batch is over a 100-byte inline limit: it goes through the Files API.
     let p = provider(&sim, "k").with_inline_limit(100);
-    let items = items(30);
-    let remote = p.submit(submission("b-file", &items)).await.unwrap();
+    let items = items("g", MODEL, 30);
+    let remote = p.submit(submission("b-file", MODEL, &items)).await.unwrap();
     assert_eq!(remote.owned_files.len(), 1, "{remote:?}");
     assert!(remote.owned_files[0].starts_with("files/"));
     // The batch may already have written its responses file; the upload is the only one ours.
@@ -189,8 +149,8 @@ async fn a_wrong_key_is_an_auth_error_not_retried() {
     .await
     .unwrap();
     let p = provider(&sim, "wrong");
-    let items = items(1);
-    let e = p.submit(submission("b1", &items)).await.unwrap_err();
+    let items = items("g", MODEL, 1);
+    let e = p.submit(submission("b1", MODEL, &items)).await.unwrap_err();
     assert!(e.is_auth() && !e.is_retryable(), "{e}");
     assert_eq!(e.kind, ErrorKind::Authentication);
     assert_eq!(e.status, Some(400), "Gemini answers a bad key with 400");
@@ -213,9 +173,9 @@ async fn rate_limits_are_retried_honouring_the_delay() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(3);
+    let items = items("g", MODEL, 3);
     // Call 1: the create goes through; call 2 (the first poll) is rate limited.
-    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     let started = std::time::Instant::now();
     p.poll(&remote.id).await.unwrap();
     assert!(
@@ -242,10 +202,10 @@ async fn a_create_that_stays_rate_limited_fails_with_no_effect() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(2);
+    let items = items("g", MODEL, 2);
     // Every call is rate limited: the create gives up after the retries, with a status,
     // so the engine knows nothing was created.
-    let e = p.submit(submission("b1", &items)).await.unwrap_err();
+    let e = p.submit(submission("b1", MODEL, &items)).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::RateLimited);
     assert!(e.had_no_effect());
     assert_eq!(sim.stats().batches_created, 0);
@@ -255,10 +215,10 @@ async fn a_create_that_stays_rate_limited_fails_with_no_effect() {
 async fn a_rejected_create_deletes_its_upload() {
     let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
     let p = provider(&sim, "k").with_inline_limit(100);
-    let items = items(3);
+    let items = items("g", MODEL, 3);
     let rejected = Submission {
         model: "gemini-no-such-model",
-        ..submission("b1", &items)
+        ..submission("b1", MODEL, &items)
     };
     let e = p.submit(rejected).await.unwrap_err();
     assert!(e.had_no_effect() && !e.is_retryable(), "{e}");
@@ -285,8 +245,8 @@ async fn cancel_ends_with_canceled_items() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(4);
-    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let items = items("g", MODEL, 4);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     let canceled = p.cancel(&remote.id).await.unwrap();
     assert!(
         matches!(canceled.phase, RemotePhase::Canceling | RemotePhase::Ended),
@@ -313,8 +273,8 @@ async fn cancel_of_a_file_batch_reports_every_item() {
     .await
     .unwrap();
     let p = provider(&sim, "k").with_inline_limit(100);
-    let items = items(3);
-    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let items = items("g", MODEL, 3);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     p.cancel(&remote.id).await.unwrap();
     let ended = until_ended(&p, &remote.id).await;
     let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
@@ -338,10 +298,16 @@ async fn find_submitted_matches_the_display_name_and_skips_known_batches() {
     .unwrap();
     let p = provider(&sim, "k");
     let started_at = jiff::Timestamp::now();
-    let five = items(5);
-    let seven = items(7);
-    let a = p.submit(submission("run-b0001", &five)).await.unwrap();
-    let b = p.submit(submission("run-b0002", &seven)).await.unwrap();
+    let five = items("g", MODEL, 5);
+    let seven = items("g", MODEL, 7);
+    let a = p
+        .submit(submission("run-b0001", MODEL, &five))
+        .await
+        .unwrap();
+    let b = p
+        .submit(submission("run-b0002", MODEL, &seven))
+        .await
+        .unwrap();
     let hint = |batch_id, count, known: &'static [String]| SubmissionHint {
         batch_id,
         run_id: "run",
@@ -377,11 +343,11 @@ async fn find_submitted_pages_through_the_list() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let one = items(1);
+    let one = items("g", MODEL, 1);
     let mut last = None;
     for i in 0..120 {
         let id = format!("run-b{i:04}");
-        last = Some(p.submit(submission(&id, &one)).await.unwrap());
+        last = Some(p.submit(submission(&id, MODEL, &one)).await.unwrap());
     }
     let hint = SubmissionHint {
         batch_id: "run-b0119",
@@ -411,8 +377,8 @@ async fn an_expired_batch_reports_every_item_expired() {
     .unwrap();
     for limit in [volley_providers::gemini::INLINE_LIMIT, 100] {
         let p = provider(&sim, "k").with_inline_limit(limit);
-        let items = items(4);
-        let remote = p.submit(submission("b-exp", &items)).await.unwrap();
+        let items = items("g", MODEL, 4);
+        let remote = p.submit(submission("b-exp", MODEL, &items)).await.unwrap();
         let ended = until_ended(&p, &remote.id).await;
         assert_eq!(ended.provider_status, "BATCH_STATE_EXPIRED");
         assert_eq!(
@@ -449,8 +415,8 @@ async fn item_errors_keep_their_kind_and_status() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(3);
-    let remote = p.submit(submission("b1", &items)).await.unwrap();
+    let items = items("g", MODEL, 3);
+    let remote = p.submit(submission("b1", MODEL, &items)).await.unwrap();
     let ended = until_ended(&p, &remote.id).await;
     let results: Vec<_> = p.results(&ended).await.unwrap().collect().await;
     assert_eq!(results.len(), 3);

@@ -3,3 +3,4 @@ mod anthropic;
 mod gemini;
 mod openai;
 mod reconcile;
+mod support;

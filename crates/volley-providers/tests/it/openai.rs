@@ -6,16 +6,15 @@ use futures::StreamExt;
 use secrecy::SecretString;
 use serde_json::Value;
 use volley_core::provider::{
-    BatchProvider, ItemOutcome, ItemResult, RemoteBatch, RemotePhase, Submission, SubmissionHint,
-    SubmissionItem,
+    BatchProvider, ItemOutcome, ItemResult, RemoteBatch, RemotePhase, SubmissionHint,
 };
 use volley_providers::openai::OpenAiProvider;
 use volley_providers::openai::convert::{self, ResultFiles};
 use volley_providers::{Endpoint, HttpClient};
 use volley_sim::{SimConfig, Simulator};
-use volley_types::{ErrorKind, Message, Request};
+use volley_types::ErrorKind;
 
-use crate::anthropic::fast_retry;
+use crate::support::{fast_retry, items, submission, until_ended};
 
 const MODEL: &str = "gpt-4o-mini";
 
@@ -28,44 +27,6 @@ fn provider(sim: &Simulator, key: &str) -> OpenAiProvider {
         Endpoint::new(base_url(sim), SecretString::from(key.to_owned())),
         HttpClient::new(fast_retry()),
     )
-}
-
-fn items(n: usize) -> Vec<SubmissionItem> {
-    (0..n)
-        .map(|i| SubmissionItem {
-            custom_id: format!("c-{i}"),
-            request: Request {
-                id: format!("c-{i}"),
-                model: MODEL.into(),
-                messages: vec![Message::user(format!("Say something about {i}"))],
-                system: None,
-                max_tokens: 64,
-                temperature: None,
-                schema: None,
-                citations: false,
-                metadata: None,
-            },
-        })
-        .collect()
-}
-
-fn submission<'a>(batch_id: &'a str, items: &'a [SubmissionItem]) -> Submission<'a> {
-    Submission {
-        batch_id,
-        run_id: "r1",
-        model: MODEL,
-        items,
-    }
-}
-
-async fn until_ended(p: &OpenAiProvider, id: &str) -> RemoteBatch {
-    loop {
-        let batch = p.poll(id).await.unwrap();
-        if batch.phase == RemotePhase::Ended {
-            return batch;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn results(p: &OpenAiProvider, ended: &RemoteBatch) -> Vec<ItemOutcome> {
@@ -103,8 +64,11 @@ async fn submit_poll_results_and_release_every_file() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(25);
-    let remote = p.submit(submission("r1-b0001", &items)).await.unwrap();
+    let items = items("c", MODEL, 25);
+    let remote = p
+        .submit(submission("r1-b0001", MODEL, &items))
+        .await
+        .unwrap();
     assert_eq!(remote.phase, RemotePhase::Running, "{remote:?}");
     assert_eq!(remote.owned_files.len(), 1, "the input file: {remote:?}");
     let input_file = remote.owned_files[0].clone();
@@ -150,8 +114,11 @@ async fn a_wrong_key_is_an_auth_error_not_retried() {
     .await
     .unwrap();
     let p = provider(&sim, "wrong");
-    let items = items(1);
-    let e = p.submit(submission("r1-b0001", &items)).await.unwrap_err();
+    let items = items("c", MODEL, 1);
+    let e = p
+        .submit(submission("r1-b0001", MODEL, &items))
+        .await
+        .unwrap_err();
     assert!(e.is_auth() && !e.is_retryable(), "{e}");
     assert_eq!(e.status, Some(401));
     assert!(e.request_id.is_some(), "x-request-id is kept: {e:?}");
@@ -179,8 +146,11 @@ async fn rate_limits_and_server_errors_are_retried_without_duplicates() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(3);
-    let remote = p.submit(submission("r1-b0001", &items)).await.unwrap();
+    let items = items("c", MODEL, 3);
+    let remote = p
+        .submit(submission("r1-b0001", MODEL, &items))
+        .await
+        .unwrap();
     let ended = until_ended(&p, &remote.id).await;
     assert_eq!(results(&p, &ended).await.len(), 3);
     p.release(&ended).await.unwrap();
@@ -214,8 +184,11 @@ async fn cancel_ends_with_canceled_items() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(4);
-    let remote = p.submit(submission("r1-b0001", &items)).await.unwrap();
+    let items = items("c", MODEL, 4);
+    let remote = p
+        .submit(submission("r1-b0001", MODEL, &items))
+        .await
+        .unwrap();
     let canceling = p.cancel(&remote.id).await.unwrap();
     assert!(
         matches!(canceling.phase, RemotePhase::Canceling | RemotePhase::Ended),
@@ -247,8 +220,11 @@ async fn every_line_failing_leaves_no_output_file() {
     .await
     .unwrap();
     let p = provider(&sim, "k");
-    let items = items(3);
-    let remote = p.submit(submission("r1-b0001", &items)).await.unwrap();
+    let items = items("c", MODEL, 3);
+    let remote = p
+        .submit(submission("r1-b0001", MODEL, &items))
+        .await
+        .unwrap();
     let ended = until_ended(&p, &remote.id).await;
     let files = ResultFiles::parse(ended.results_locator.as_deref().unwrap());
     assert_eq!(files.output, None, "output_file_id is null: {ended:?}");
@@ -275,9 +251,15 @@ async fn find_submitted_by_metadata_skips_known_batches_and_old_ones() {
     .unwrap();
     let p = provider(&sim, "k");
     let started_at = jiff::Timestamp::now();
-    let five = items(5);
-    let a = p.submit(submission("r1-b0001", &five)).await.unwrap();
-    let b = p.submit(submission("r1-b0002", &five)).await.unwrap();
+    let five = items("c", MODEL, 5);
+    let a = p
+        .submit(submission("r1-b0001", MODEL, &five))
+        .await
+        .unwrap();
+    let b = p
+        .submit(submission("r1-b0002", MODEL, &five))
+        .await
+        .unwrap();
     let hint = |batch_id, known: &'static [String]| SubmissionHint {
         batch_id,
         run_id: "r1",
@@ -336,7 +318,7 @@ async fn find_submitted_deletes_an_upload_that_made_no_batch() {
     let sim = Simulator::spawn(SimConfig::default()).await.unwrap();
     let p = provider(&sim, "k");
     // An upload whose create call never happened (as after a crash between the two).
-    let items = items(2);
+    let items = items("c", MODEL, 2);
     let upload = convert::upload_body("r1-b0009", &items);
     volley_providers::http::install_crypto_provider();
     let started_at = jiff::Timestamp::now();

@@ -17,7 +17,8 @@ use volley_sim::{SimConfig, Simulator};
 use volley_store::SqliteStore;
 use volley_types::{ErrorKind, ProviderKind};
 
-use crate::anthropic::{items, provider};
+use crate::anthropic::provider;
+use crate::support::items;
 
 /// The real provider, except that the first create's answer never arrives (as when the
 /// connection drops after the provider acted).
@@ -87,7 +88,7 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
         })
         .await
         .unwrap();
-    let requests: Vec<NewRequest> = items(12)
+    let requests: Vec<NewRequest> = items("c", "claude-haiku-4-5", 12)
         .into_iter()
         .enumerate()
         .map(|(seq, item)| NewRequest {
