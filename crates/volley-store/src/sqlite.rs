@@ -234,6 +234,28 @@ impl SqliteStore {
         Ok((run_id, state, remote))
     }
 
+    /// Closes a batch's open submit intent with its outcome (`created` or `aborted`); a no-op
+    /// when none is open.
+    async fn close_intent(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        batch_id: &str,
+        outcome: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE intents SET confirmed_at = $2, outcome = $3 \
+             WHERE batch_id = $1 AND outcome IS NULL",
+        )
+        .bind(batch_id)
+        .bind(at)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await
+        .map_err(self.db("close a submit intent"))?;
+        Ok(())
+    }
+
     /// Releases a batch's open reservation (ledger 'release'); a no-op when none is open.
     async fn release_reservation(
         &self,
@@ -1000,15 +1022,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(self.db("count an attempt"))?;
-        sqlx::query(
-            "UPDATE intents SET confirmed_at = $2, outcome = 'created' \
-             WHERE batch_id = $1 AND outcome IS NULL",
-        )
-        .bind(batch_id)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db("close a submit intent"))?;
+        self.close_intent(&mut tx, batch_id, "created", &at).await?;
         self.commit(tx).await
     }
 
@@ -1029,15 +1043,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(self.db("abort a submit"))?;
-        sqlx::query(
-            "UPDATE intents SET confirmed_at = $2, outcome = 'aborted' \
-             WHERE batch_id = $1 AND outcome IS NULL",
-        )
-        .bind(batch_id)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db("close a submit intent"))?;
+        self.close_intent(&mut tx, batch_id, "aborted", &at).await?;
         self.commit(tx).await
     }
 
@@ -1131,15 +1137,7 @@ impl Store for SqliteStore {
         .await
         .map_err(self.db("close a batch"))?;
         // A batch rejected on submit still has its intent open: nothing was created.
-        sqlx::query(
-            "UPDATE intents SET confirmed_at = $2, outcome = 'aborted' \
-             WHERE batch_id = $1 AND outcome IS NULL",
-        )
-        .bind(batch_id)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db("close a submit intent"))?;
+        self.close_intent(&mut tx, batch_id, "aborted", &at).await?;
         sqlx::query(
             "INSERT INTO ledger (run_id, batch_id, kind, amount_usd, created_at) \
              SELECT run_id, id, 'actual', cost_usd, $2 FROM batches WHERE id = $1 \
