@@ -25,10 +25,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/sqlite/0003_enqueued_tokens.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/sqlite/0004_compact_requests.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// Why migrating failed.
 #[derive(Debug)]

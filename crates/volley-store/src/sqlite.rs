@@ -17,7 +17,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -214,24 +213,33 @@ impl SqliteStore {
         tx.commit().await.map_err(self.db("commit"))
     }
 
-    /// A batch's run and state, inside a write.
-    async fn batch_state(
+    /// A batch as the write paths need it, inside a write.
+    async fn batch_row(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
         batch_id: &str,
-    ) -> Result<(String, BatchState, Option<String>), StoreError> {
-        let row = sqlx::query("SELECT run_id, state, provider_batch_id FROM batches WHERE id = $1")
-            .bind(batch_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(self.db("read a batch"))?
-            .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
-        let run_id: String = row.try_get(0).map_err(self.db("read a batch"))?;
-        let state: String = row.try_get(1).map_err(self.db("read a batch"))?;
-        let remote: Option<String> = row.try_get(2).map_err(self.db("read a batch"))?;
-        let state = BatchState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id}: state `{state}`")))?;
-        Ok((run_id, state, remote))
+    ) -> Result<BatchRow, StoreError> {
+        let row = sqlx::query(
+            "SELECT b.key, b.run_id, r.key, b.state, b.provider_batch_id, b.first_seq, \
+             b.last_seq FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(self.db("read a batch"))?
+        .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
+        let get = |e: sqlx::Error| StoreError::Corrupt(format!("batch {batch_id}: {e}"));
+        let state: String = row.try_get(3).map_err(get)?;
+        Ok(BatchRow {
+            key: row.try_get(0).map_err(get)?,
+            run_id: row.try_get(1).map_err(get)?,
+            run: row.try_get(2).map_err(get)?,
+            state: BatchState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("batch {batch_id}: state `{state}`")))?,
+            remote: row.try_get(4).map_err(get)?,
+            first_seq: row.try_get(5).map_err(get)?,
+            last_seq: row.try_get(6).map_err(get)?,
+        })
     }
 
     /// Closes a batch's open submit intent with its outcome (`created` or `aborted`); a no-op
@@ -288,18 +296,75 @@ impl SqliteStore {
         }
     }
 
-    async fn require_run(
-        &self,
-        tx: &mut Transaction<'static, Sqlite>,
-        run_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM runs WHERE id = $1")
+    /// A run's integer key (the per-request tables' run column); `NotFound` if there is none.
+    async fn run_key<'e, E>(&self, executor: E, run_id: &str) -> Result<i64, StoreError>
+    where
+        E: sqlx::Executor<'e, Database = Sqlite>,
+    {
+        sqlx::query_scalar("SELECT key FROM runs WHERE id = $1")
             .bind(run_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(executor)
             .await
             .map_err(self.db("read a run"))?
-            .map(|_| ())
             .ok_or_else(|| StoreError::NotFound(format!("run `{run_id}`")))
+    }
+
+    /// The key of a provider and model, made on first use.
+    async fn group_key(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        provider: ProviderKind,
+        model: &str,
+    ) -> Result<i64, StoreError> {
+        sqlx::query(
+            "INSERT INTO groups (provider, model) VALUES ($1, $2) \
+             ON CONFLICT (provider, model) DO NOTHING",
+        )
+        .bind(provider.as_str())
+        .bind(model)
+        .execute(&mut **tx)
+        .await
+        .map_err(self.db("record a model"))?;
+        sqlx::query_scalar("SELECT key FROM groups WHERE provider = $1 AND model = $2")
+            .bind(provider.as_str())
+            .bind(model)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(self.db("read a model"))
+    }
+}
+
+/// A batch as the write paths need it.
+struct BatchRow {
+    key: i64,
+    run_id: String,
+    run: i64,
+    state: BatchState,
+    remote: Option<String>,
+    first_seq: i64,
+    last_seq: i64,
+}
+
+impl BatchRow {
+    /// 1 when the provider has (or had) the batch, so its submission counts as an attempt of
+    /// each request in it; else 0. Bound into SQL as a number.
+    fn submitted(&self) -> i64 {
+        i64::from(matches!(
+            self.state,
+            BatchState::Submitted | BatchState::Collected
+        ))
+    }
+}
+
+/// The `requests.state` code of a final status. The SQL spells the others out: 0 pending,
+/// 1 batched (migration 0004).
+fn state_code(status: ResultStatus) -> i64 {
+    match status {
+        ResultStatus::Succeeded => 2,
+        ResultStatus::Failed => 3,
+        ResultStatus::Canceled => 4,
+        ResultStatus::Expired => 5,
+        ResultStatus::Skipped => 6,
     }
 }
 
@@ -336,18 +401,17 @@ fn values(rows: usize, cols: usize) -> String {
 
 fn insert_requests_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO requests (run_id, seq, id, custom_id, provider, model, \
-         est_input_tokens, max_tokens, wire_bytes, worst_cost_usd) VALUES {} \
-         ON CONFLICT (run_id, seq) DO NOTHING",
-        values(rows, 10)
+        "INSERT INTO requests (run, seq, grp, est_input_tokens, max_tokens, wire_bytes, \
+         worst_cost_usd) VALUES {} ON CONFLICT (run, seq) DO NOTHING",
+        values(rows, 7)
     )
 }
 
 fn insert_bodies_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO request_bodies (run_id, seq, body) VALUES {} \
-         ON CONFLICT (run_id, seq) DO NOTHING",
-        values(rows, 3)
+        "INSERT INTO request_bodies (run, seq, custom_id, body) VALUES {} \
+         ON CONFLICT (run, seq) DO NOTHING",
+        values(rows, 4)
     )
 }
 
@@ -419,8 +483,10 @@ impl Store for SqliteStore {
         let created_at = stamp(run.created_at);
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO runs (id, created_at, state, input, fingerprint, out, options_json, \
-             total, updated_at) VALUES ($1, $2, 'planning', $3, $4, $5, $6, NULL, $7)",
+            "INSERT INTO runs (id, key, created_at, state, input, fingerprint, out, \
+             options_json, total, updated_at) \
+             SELECT $1, COALESCE(MAX(key), 0) + 1, $2, 'planning', $3, $4, $5, $6, NULL, $7 \
+             FROM runs",
         )
         .bind(&run.id)
         .bind(&created_at)
@@ -449,21 +515,31 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| StoreError::Corrupt(format!("request body: {e}")))?
             .into_iter();
-        // sqlx copies every borrowed string it binds; shared ones are bound as one Arc.
-        let run: Arc<str> = Arc::from(run_id);
-        let mut interned = Interned::default();
         let mut tx = self.write().await?;
-        self.require_run(&mut tx, run_id).await?;
+        let run = self.run_key(&mut *tx, run_id).await?;
+        // A handful of models per input: a linear search beats hashing every request.
+        let mut known: Vec<(ProviderKind, &str, i64)> = Vec::new();
+        let mut groups = Vec::with_capacity(requests.len());
+        for r in requests {
+            let model = r.request.model.as_str();
+            let key = match known.iter().find(|k| k.0 == r.provider && k.1 == model) {
+                Some(k) => k.2,
+                None => {
+                    let key = self.group_key(&mut tx, r.provider, model).await?;
+                    known.push((r.provider, model, key));
+                    key
+                }
+            };
+            groups.push(key);
+        }
+        let mut groups = groups.into_iter();
         for chunk in pieces(requests) {
             let mut query = sqlx::query(AssertSqlSafe(insert_requests_sql(chunk.len())));
-            for r in chunk {
+            for (r, grp) in chunk.iter().zip(groups.by_ref()) {
                 query = query
-                    .bind(run.clone())
+                    .bind(run)
                     .bind(int(r.seq))
-                    .bind(r.request.id.as_str())
-                    .bind(r.custom_id.as_str())
-                    .bind(interned.get(r.provider.as_str()))
-                    .bind(interned.get(&r.request.model))
+                    .bind(grp)
                     .bind(int(r.est_input_tokens))
                     .bind(i64::from(r.request.max_tokens))
                     .bind(int(r.wire_bytes))
@@ -475,7 +551,11 @@ impl Store for SqliteStore {
                 .map_err(self.db("insert requests"))?;
             let mut query = sqlx::query(AssertSqlSafe(insert_bodies_sql(chunk.len())));
             for (r, body) in chunk.iter().zip(bodies.by_ref()) {
-                query = query.bind(run.clone()).bind(int(r.seq)).bind(body);
+                query = query
+                    .bind(run)
+                    .bind(int(r.seq))
+                    .bind(r.custom_id.as_str())
+                    .bind(body);
             }
             query
                 .execute(&mut *tx)
@@ -488,7 +568,7 @@ impl Store for SqliteStore {
     async fn finish_import(&self, run_id: &str) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         let done = sqlx::query(
-            "UPDATE runs SET total = (SELECT COUNT(*) FROM requests WHERE run_id = $1), \
+            "UPDATE runs SET total = (SELECT COUNT(*) FROM requests WHERE run = runs.key), \
              updated_at = $2 WHERE id = $1",
         )
         .bind(run_id)
@@ -604,11 +684,13 @@ impl Store for SqliteStore {
         let total = match total {
             Some(total) => total,
             // While importing, the total is what has arrived so far.
-            None => sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(self.db("count requests"))?,
+            None => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM requests WHERE run = (SELECT key FROM runs WHERE id = $1)",
+            )
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.db("count requests"))?,
         };
         let rows = sqlx::query("SELECT status, n FROM run_counts WHERE run_id = $1")
             .bind(run_id)
@@ -641,9 +723,13 @@ impl Store for SqliteStore {
     }
 
     async fn pending_groups(&self, run_id: &str) -> Result<Vec<Group>, StoreError> {
+        // One probe of the pending index per known model, not a scan of the pending requests.
         let rows = sqlx::query(
-            "SELECT DISTINCT provider, model FROM requests \
-             WHERE run_id = $1 AND state = 'pending' ORDER BY provider, model",
+            "SELECT g.provider, g.model FROM groups g \
+             WHERE EXISTS (SELECT 1 FROM requests r INDEXED BY requests_pending \
+                           WHERE r.run = (SELECT key FROM runs WHERE id = $1) \
+                           AND r.grp = g.key AND r.state = 0) \
+             ORDER BY g.provider, g.model",
         )
         .bind(run_id)
         .fetch_all(&self.reader)
@@ -672,9 +758,11 @@ impl Store for SqliteStore {
             "SELECT '[' || COALESCE(group_concat( \
                         seq || ',' || wire_bytes || ',' || est_input_tokens || ',' || max_tokens, \
                         ',' ORDER BY seq), '') || ']' \
-             FROM (SELECT seq, wire_bytes, est_input_tokens, max_tokens FROM requests \
-                   WHERE run_id = $1 AND state = 'pending' AND provider = $2 AND model = $3 \
-                   AND seq > $4 ORDER BY seq LIMIT $5)",
+             FROM (SELECT seq, wire_bytes, est_input_tokens, max_tokens \
+                   FROM requests INDEXED BY requests_pending \
+                   WHERE run = (SELECT key FROM runs WHERE id = $1) \
+                   AND grp = (SELECT key FROM groups WHERE provider = $2 AND model = $3) \
+                   AND state = 0 AND seq > $4 ORDER BY seq LIMIT $5)",
         )
         .bind(run_id)
         .bind(group.provider.as_str())
@@ -697,17 +785,19 @@ impl Store for SqliteStore {
     }
 
     /// Creates the batch and moves every pending request of its group within
-    /// `first_seq..=last_seq` into it. A batch that takes no request (someone else planned
-    /// them) is stored already `collected`, so it keeps its number but is never submitted.
+    /// `first_seq..=last_seq` into it: one narrow row update per request, found through the
+    /// pending index. A batch that takes no request (someone else planned them) is stored
+    /// already `collected`, so it keeps its number but is never submitted.
     async fn create_batch(&self, batch: &NewBatch) -> Result<u64, StoreError> {
         let at = now();
         let mut tx = self.write().await?;
-        self.require_run(&mut tx, &batch.run_id).await?;
-        sqlx::query(
-            "INSERT INTO batches (id, run_id, seq, provider, model, state, request_count, \
+        let run = self.run_key(&mut *tx, &batch.run_id).await?;
+        let key: i64 = sqlx::query_scalar(
+            "INSERT INTO batches (id, key, run_id, seq, provider, model, state, request_count, \
              first_seq, last_seq) \
-             SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, 'planned', 0, $5, $6 \
-             FROM batches WHERE run_id = $2",
+             SELECT $1, (SELECT COALESCE(MAX(key), 0) + 1 FROM batches), $2, \
+                    COALESCE(MAX(seq), 0) + 1, $3, $4, 'planned', 0, $5, $6 \
+             FROM batches WHERE run_id = $2 RETURNING key",
         )
         .bind(&batch.id)
         .bind(&batch.run_id)
@@ -715,16 +805,17 @@ impl Store for SqliteStore {
         .bind(&batch.group.model)
         .bind(int(batch.first_seq))
         .bind(int(batch.last_seq))
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(self.db("create a batch"))?;
         let taken = sqlx::query(
-            "UPDATE requests SET state = 'batched', batch_id = $1 \
-             WHERE run_id = $2 AND state = 'pending' AND provider = $3 AND model = $4 \
-             AND seq >= $5 AND seq <= $6",
+            "UPDATE requests INDEXED BY requests_pending SET state = 1, batch = $1 \
+             WHERE run = $2 \
+             AND grp = (SELECT key FROM groups WHERE provider = $3 AND model = $4) \
+             AND state = 0 AND seq >= $5 AND seq <= $6",
         )
-        .bind(&batch.id)
-        .bind(&batch.run_id)
+        .bind(key)
+        .bind(run)
         .bind(batch.group.provider.as_str())
         .bind(&batch.group.model)
         .bind(int(batch.first_seq))
@@ -736,14 +827,17 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE batches SET request_count = $2, \
              est_input_tokens = (SELECT COALESCE(SUM(est_input_tokens), 0) FROM requests \
-                                 WHERE batch_id = $1 AND state = 'batched'), \
+                                 WHERE run = $4 AND seq >= batches.first_seq \
+                                 AND seq <= batches.last_seq \
+                                 AND batch = batches.key AND state = 1), \
              state = CASE WHEN $2 = 0 THEN 'collected' ELSE state END, \
              closed_at = CASE WHEN $2 = 0 THEN $3 ELSE closed_at END \
-             WHERE id = $1",
+             WHERE key = $1",
         )
-        .bind(&batch.id)
+        .bind(key)
         .bind(int(taken))
         .bind(&at)
+        .bind(run)
         .execute(&mut *tx)
         .await
         .map_err(self.db("create a batch"))?;
@@ -785,26 +879,51 @@ impl Store for SqliteStore {
         .map_err(self.db("list remote batch ids"))
     }
 
-    /// Every request whose `batch_id` is this batch: while it is open, all of them; after a
+    /// Every request whose `batch` is this batch: while it is open, all of them; after a
     /// partial collection, also the ones that already have their final line (requests sent
-    /// back to pending have left the batch).
+    /// back to pending have left the batch). Found by the batch's seq range on the primary
+    /// key, so no index on `batch` has to be kept up to date.
     async fn batch_items(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
         // Pages of JSON arrays (one row back per page, not per request), in one snapshot.
         let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
+        let batch = sqlx::query(
+            "SELECT b.key, r.key, b.first_seq, b.last_seq, \
+             CASE WHEN b.state IN ('submitted', 'collected') THEN 1 ELSE 0 END \
+             FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.db("read a batch"))?
+        .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
+        let get = |e: sqlx::Error| StoreError::Corrupt(format!("batch {batch_id}: {e}"));
+        let key: i64 = batch.try_get(0).map_err(get)?;
+        let run: i64 = batch.try_get(1).map_err(get)?;
+        let first_seq: i64 = batch.try_get(2).map_err(get)?;
+        let last_seq: i64 = batch.try_get(3).map_err(get)?;
+        let submitted: i64 = batch.try_get(4).map_err(get)?;
         let mut items = Vec::new();
         loop {
+            let after = items
+                .last()
+                .map_or(first_seq - 1, |i: &BatchItem| int(i.seq));
             // The stored body is JSON volley wrote; it is spliced in as it is.
             let json: String = sqlx::query_scalar(
                 "SELECT '[' || COALESCE(group_concat( \
                             '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
                             || ',' || body || ']', \
                             ',' ORDER BY seq), '') || ']' \
-                 FROM (SELECT r.seq, r.custom_id, r.attempts, b.body FROM requests r \
-                       JOIN request_bodies b ON b.run_id = r.run_id AND b.seq = r.seq \
-                       WHERE r.batch_id = $1 AND r.seq > $2 ORDER BY r.seq LIMIT $3)",
+                 FROM (SELECT r.seq, b.custom_id, r.retries + $5 AS attempts, b.body \
+                       FROM requests r \
+                       JOIN request_bodies b ON b.run = r.run AND b.seq = r.seq \
+                       WHERE r.run = $1 AND r.seq > $2 AND r.seq <= $3 AND r.batch = $4 \
+                       ORDER BY r.seq LIMIT $6)",
             )
-            .bind(batch_id)
-            .bind(items.last().map_or(-1, |i: &BatchItem| int(i.seq)))
+            .bind(run)
+            .bind(after)
+            .bind(last_seq)
+            .bind(key)
+            .bind(submitted)
             .bind(int(PAGE))
             .fetch_one(&mut *tx)
             .await
@@ -824,16 +943,6 @@ impl Store for SqliteStore {
                 break;
             }
         }
-        if items.is_empty() {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM batches WHERE id = $1")
-                .bind(batch_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.db("read a batch"))?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!("batch `{batch_id}`")));
-            }
-        }
         tx.commit().await.map_err(self.db("read a batch"))?;
         Ok(items)
     }
@@ -849,15 +958,22 @@ impl Store for SqliteStore {
     ) -> Result<Admission, StoreError> {
         let at = stamp(at);
         let mut tx = self.write().await?;
-        let (run_id, state, _) = self.batch_state(&mut tx, batch_id).await?;
-        if state != BatchState::Planned {
-            return Err(self.wrong_state(batch_id, state, "begin a submit (it must be planned)"));
+        let batch = self.batch_row(&mut tx, batch_id).await?;
+        if batch.state != BatchState::Planned {
+            return Err(self.wrong_state(
+                batch_id,
+                batch.state,
+                "begin a submit (it must be planned)",
+            ));
         }
         let needed: f64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(worst_cost_usd), 0.0) FROM requests \
-             WHERE batch_id = $1 AND state = 'batched'",
+             WHERE run = $1 AND seq >= $2 AND seq <= $3 AND batch = $4 AND state = 1",
         )
-        .bind(batch_id)
+        .bind(batch.run)
+        .bind(batch.first_seq)
+        .bind(batch.last_seq)
+        .bind(batch.key)
         .fetch_one(&mut *tx)
         .await
         .map_err(self.db("size a reservation"))?;
@@ -868,7 +984,7 @@ impl Store for SqliteStore {
                     WHERE run_id = $1 AND kind = 'actual') + \
                    (SELECT COALESCE(SUM(reserved_usd), 0.0) FROM batches WHERE run_id = $1)",
             )
-            .bind(&run_id)
+            .bind(&batch.run_id)
             .fetch_one(&mut *tx)
             .await
             .map_err(self.db("check the cost cap"))?;
@@ -884,7 +1000,7 @@ impl Store for SqliteStore {
             "INSERT INTO intents (run_id, batch_id, action, started_at) \
              VALUES ($1, $2, 'submit', $3)",
         )
-        .bind(&run_id)
+        .bind(&batch.run_id)
         .bind(batch_id)
         .bind(&at)
         .execute(&mut *tx)
@@ -904,7 +1020,7 @@ impl Store for SqliteStore {
             "INSERT INTO ledger (run_id, batch_id, kind, amount_usd, created_at) \
              VALUES ($1, $2, 'reserve', $3, $4)",
         )
-        .bind(&run_id)
+        .bind(&batch.run_id)
         .bind(batch_id)
         .bind(needed)
         .bind(&at)
@@ -917,19 +1033,22 @@ impl Store for SqliteStore {
 
     async fn shrink_batch(&self, batch_id: &str, budget_usd: f64) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let (_, state, _) = self.batch_state(&mut tx, batch_id).await?;
-        if state != BatchState::Planned {
-            return Err(self.wrong_state(batch_id, state, "shrink it (it must be planned)"));
+        let batch = self.batch_row(&mut tx, batch_id).await?;
+        if batch.state != BatchState::Planned {
+            return Err(self.wrong_state(batch_id, batch.state, "shrink it (it must be planned)"));
         }
         // Keep the requests, in input order, whose running worst case fits the budget; if not
         // even the first fits, change nothing (the engine then skips the whole batch).
-        let fitting: i64 = sqlx::query_scalar(
-            "WITH running AS ( \
-               SELECT SUM(worst_cost_usd) OVER (ORDER BY seq) AS total \
-               FROM requests WHERE batch_id = $1 AND state = 'batched') \
-             SELECT COUNT(*) FROM running WHERE total <= $2",
-        )
-        .bind(batch_id)
+        const RUNNING: &str = "WITH running AS ( \
+               SELECT seq, SUM(worst_cost_usd) OVER (ORDER BY seq) AS total FROM requests \
+               WHERE run = $1 AND seq >= $2 AND seq <= $3 AND batch = $4 AND state = 1) ";
+        let fitting: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "{RUNNING} SELECT COUNT(*) FROM running WHERE total <= $5"
+        )))
+        .bind(batch.run)
+        .bind(batch.first_seq)
+        .bind(batch.last_seq)
+        .bind(batch.key)
         .bind(budget_usd)
         .fetch_one(&mut *tx)
         .await
@@ -937,40 +1056,34 @@ impl Store for SqliteStore {
         if fitting == 0 {
             return Ok(0);
         }
-        sqlx::query(
-            "WITH running AS ( \
-               SELECT seq, SUM(worst_cost_usd) OVER (ORDER BY seq) AS total \
-               FROM requests WHERE batch_id = $1 AND state = 'batched') \
-             UPDATE requests SET state = 'pending', batch_id = NULL \
-             WHERE batch_id = $1 AND state = 'batched' \
-               AND seq IN (SELECT seq FROM running WHERE total > $2)",
-        )
-        .bind(batch_id)
+        sqlx::query(AssertSqlSafe(format!(
+            "{RUNNING} UPDATE requests SET state = 0, batch = NULL \
+             WHERE run = $1 AND batch = $4 AND state = 1 \
+             AND seq IN (SELECT seq FROM running WHERE total > $5)"
+        )))
+        .bind(batch.run)
+        .bind(batch.first_seq)
+        .bind(batch.last_seq)
+        .bind(batch.key)
         .bind(budget_usd)
         .execute(&mut *tx)
         .await
         .map_err(self.db("shrink a batch"))?;
-        let kept: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM requests WHERE batch_id = $1 AND state = 'batched'",
-        )
-        .bind(batch_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(self.db("shrink a batch"))?;
         sqlx::query(
-            "UPDATE batches SET request_count = $2, \
-             last_seq = COALESCE((SELECT MAX(seq) FROM requests WHERE batch_id = $1), first_seq), \
-             est_input_tokens = (SELECT COALESCE(SUM(est_input_tokens), 0) FROM requests \
-                                 WHERE batch_id = $1 AND state = 'batched') \
-             WHERE id = $1",
+            "UPDATE batches SET (request_count, last_seq, est_input_tokens) = ( \
+               SELECT COUNT(*), COALESCE(MAX(seq), batches.first_seq), \
+                      COALESCE(SUM(est_input_tokens), 0) FROM requests \
+               WHERE run = $2 AND seq >= batches.first_seq AND seq <= batches.last_seq \
+               AND batch = batches.key AND state = 1) \
+             WHERE key = $1",
         )
-        .bind(batch_id)
-        .bind(kept)
+        .bind(batch.key)
+        .bind(batch.run)
         .execute(&mut *tx)
         .await
         .map_err(self.db("shrink a batch"))?;
         self.commit(tx).await?;
-        Ok(u64::try_from(kept).unwrap_or(0))
+        Ok(u64::try_from(fitting).unwrap_or(0))
     }
 
     async fn reserved_usd(&self, run_id: &str) -> Result<f64, StoreError> {
@@ -981,8 +1094,9 @@ impl Store for SqliteStore {
             .map_err(self.db("read reservations"))
     }
 
-    /// From `submitting`. Confirming again with the same remote id is a no-op (the attempt is
-    /// counted once); any other state is an error.
+    /// From `submitting`. Confirming again with the same remote id is a no-op; any other state
+    /// is an error. Writes the batch row only: each request's attempt count is its `retries`
+    /// plus one while its batch is submitted.
     async fn confirm_submit(
         &self,
         batch_id: &str,
@@ -991,11 +1105,11 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let at = now();
         let mut tx = self.write().await?;
-        let (_, state, remote) = self.batch_state(&mut tx, batch_id).await?;
-        match state {
+        let batch = self.batch_row(&mut tx, batch_id).await?;
+        match batch.state {
             BatchState::Submitting => {}
-            _ if remote.as_deref() == Some(provider_batch_id) => return Ok(()),
-            _ => {
+            _ if batch.remote.as_deref() == Some(provider_batch_id) => return Ok(()),
+            state => {
                 return Err(self.wrong_state(
                     batch_id,
                     state,
@@ -1014,14 +1128,6 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(self.db("confirm a submit"))?;
-        sqlx::query(
-            "UPDATE requests SET attempts = attempts + 1 \
-             WHERE batch_id = $1 AND state = 'batched'",
-        )
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db("count an attempt"))?;
         self.close_intent(&mut tx, batch_id, "created", &at).await?;
         self.commit(tx).await
     }
@@ -1031,11 +1137,10 @@ impl Store for SqliteStore {
     async fn abort_submit(&self, batch_id: &str) -> Result<(), StoreError> {
         let at = now();
         let mut tx = self.write().await?;
-        let (_, state, _) = self.batch_state(&mut tx, batch_id).await?;
-        match state {
+        match self.batch_row(&mut tx, batch_id).await?.state {
             BatchState::Submitting => {}
             BatchState::Planned => return Ok(()),
-            _ => return Err(self.wrong_state(batch_id, state, "abort a submit")),
+            state => return Err(self.wrong_state(batch_id, state, "abort a submit")),
         }
         self.release_reservation(&mut tx, batch_id, &at).await?;
         sqlx::query("UPDATE batches SET state = 'planned', submit_started_at = NULL WHERE id = $1")
@@ -1063,7 +1168,8 @@ impl Store for SqliteStore {
 
     /// An outcome applies only to a request that is still `batched` in this batch, so applying
     /// the same outcomes again, or outcomes of a request that has left the batch, changes
-    /// nothing. Within one call the first outcome of a seq wins.
+    /// nothing. Within one call the first outcome of a seq wins. The batch's cost grows by the
+    /// results applied.
     async fn record_outcomes(
         &self,
         batch_id: &str,
@@ -1075,10 +1181,10 @@ impl Store for SqliteStore {
             .filter(|o| seen.insert(outcome_seq(o)))
             .collect();
         let mut tx = self.write().await?;
-        let (run_id, _, _) = self.batch_state(&mut tx, batch_id).await?;
+        let batch = self.batch_row(&mut tx, batch_id).await?;
         let mut tally = Tally::default();
         for chunk in pieces(&outcomes) {
-            self.apply_outcomes(&mut tx, &run_id, batch_id, chunk, &mut tally)
+            self.apply_outcomes(&mut tx, &batch, chunk, &mut tally)
                 .await?;
         }
         for (status, n, cost_usd) in tally.nonzero() {
@@ -1088,7 +1194,7 @@ impl Store for SqliteStore {
                  DO UPDATE SET n = run_counts.n + excluded.n, \
                  cost_usd = run_counts.cost_usd + excluded.cost_usd",
             )
-            .bind(&run_id)
+            .bind(&batch.run_id)
             .bind(status.as_str())
             .bind(int(n))
             .bind(cost_usd)
@@ -1096,13 +1202,23 @@ impl Store for SqliteStore {
             .await
             .map_err(self.db("count results"))?;
         }
+        let cost_usd = tally.cost_usd();
+        if cost_usd != 0.0 {
+            sqlx::query("UPDATE batches SET cost_usd = cost_usd + $2 WHERE key = $1")
+                .bind(batch.key)
+                .bind(cost_usd)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("add to a batch's cost"))?;
+        }
         self.commit(tx).await
     }
 
-    /// Sets the final state and the batch's cost (the sum of its result lines), books that
-    /// cost in the ledger once, closes a submit intent still open (a batch the provider
-    /// rejected: nothing was created), and sends any request still `batched` in it back to
-    /// pending (a request must never be stranded in a closed batch).
+    /// Sets the final state, books the batch's cost (the sum of its result lines, kept by
+    /// [`Store::record_outcomes`]) in the ledger once, closes a submit intent still open (a
+    /// batch the provider rejected: nothing was created), and sends any request still
+    /// `batched` in it back to pending (a request must never be stranded in a closed batch),
+    /// counting the submission if the provider had the batch.
     async fn close_batch(&self, batch_id: &str, state: BatchState) -> Result<(), StoreError> {
         if state.is_open() {
             return Err(self.wrong_state(
@@ -1113,22 +1229,22 @@ impl Store for SqliteStore {
         }
         let at = now();
         let mut tx = self.write().await?;
-        self.batch_state(&mut tx, batch_id).await?;
+        let batch = self.batch_row(&mut tx, batch_id).await?;
         sqlx::query(
-            "UPDATE requests SET state = 'pending', batch_id = NULL \
-             WHERE batch_id = $1 AND state = 'batched'",
+            "UPDATE requests SET state = 0, batch = NULL, retries = retries + $5 \
+             WHERE run = $1 AND seq >= $2 AND seq <= $3 AND batch = $4 AND state = 1",
         )
-        .bind(batch_id)
+        .bind(batch.run)
+        .bind(batch.first_seq)
+        .bind(batch.last_seq)
+        .bind(batch.key)
+        .bind(batch.submitted())
         .execute(&mut *tx)
         .await
         .map_err(self.db("close a batch"))?;
         self.release_reservation(&mut tx, batch_id, &at).await?;
         sqlx::query(
-            "UPDATE batches SET state = $2, closed_at = COALESCE(closed_at, $3), \
-             cost_usd = (SELECT COALESCE(SUM(res.cost_usd), 0.0) FROM requests r \
-                         JOIN results res ON res.run_id = r.run_id AND res.seq = r.seq \
-                         WHERE r.batch_id = $1 AND res.batch_id = $1) \
-             WHERE id = $1",
+            "UPDATE batches SET state = $2, closed_at = COALESCE(closed_at, $3) WHERE id = $1",
         )
         .bind(batch_id)
         .bind(state.as_str())
@@ -1159,6 +1275,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(u64, String)>, StoreError> {
         // Pages of JSON arrays (one row back per page, not per line), in one snapshot.
         let mut tx = self.reader.begin().await.map_err(self.db("read results"))?;
+        let run = self.run_key(&mut *tx, run_id).await?;
         let mut lines: Vec<(u64, String)> = Vec::new();
         let mut after = after_seq.map_or(-1, int);
         let mut left = limit;
@@ -1168,10 +1285,10 @@ impl Store for SqliteStore {
             let frames: String = sqlx::query_scalar(
                 "SELECT COALESCE(group_concat( \
                             seq || ' ' || octet_length(line) || ' ' || line, '' ORDER BY seq), '') \
-                 FROM (SELECT seq, line FROM results WHERE run_id = $1 AND seq > $2 \
+                 FROM (SELECT seq, line FROM results WHERE run = $1 AND seq > $2 \
                        ORDER BY seq LIMIT $3)",
             )
-            .bind(run_id)
+            .bind(run)
             .bind(after)
             .bind(int(want))
             .fetch_one(&mut *tx)
@@ -1190,21 +1307,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(self.db("read results"))?;
         Ok(lines)
-    }
-}
-
-/// Strings bound many times in one call (provider, model, status words), allocated once.
-#[derive(Default)]
-struct Interned(Vec<Arc<str>>);
-
-impl Interned {
-    fn get(&mut self, s: &str) -> Arc<str> {
-        if let Some(found) = self.0.iter().find(|a| &***a == s) {
-            return found.clone();
-        }
-        let new: Arc<str> = Arc::from(s);
-        self.0.push(new.clone());
-        new
     }
 }
 
@@ -1269,6 +1371,10 @@ impl Tally {
         }
     }
 
+    fn cost_usd(&self) -> f64 {
+        self.0.iter().map(|(_, cost)| cost).sum()
+    }
+
     fn nonzero(&self) -> impl Iterator<Item = (ResultStatus, u64, f64)> + '_ {
         ResultStatus::ALL
             .iter()
@@ -1281,12 +1387,11 @@ impl Tally {
 impl SqliteStore {
     /// Applies up to [`MAX_ROWS`] outcomes (distinct seqs): first finds which of their
     /// requests are still `batched` in this batch (the write lock is held, so that stays
-    /// true), then writes attempts, results and states for those only, set-based.
+    /// true), then writes results, retry attempts and states for those only, set-based.
     async fn apply_outcomes(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
-        run_id: &str,
-        batch_id: &str,
+        batch: &BatchRow,
         outcomes: &[&Outcome],
         tally: &mut Tally,
     ) -> Result<(), StoreError> {
@@ -1294,12 +1399,12 @@ impl SqliteStore {
         //    instead of one per request).
         let sql = format!(
             "SELECT json_group_array(seq) FROM requests \
-             WHERE run_id = ? AND batch_id = ? AND state = 'batched' AND seq IN {}",
+             WHERE run = ? AND batch = ? AND state = 1 AND seq IN {}",
             values(1, outcomes.len())
         );
         let mut query = sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(batch_id);
+            .bind(batch.run)
+            .bind(batch.key);
         for outcome in outcomes {
             query = query.bind(int(outcome_seq(outcome)));
         }
@@ -1311,62 +1416,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt(format!("seq list `{live}`: {e}")))?
             .into_iter()
             .collect();
-        let outcomes: Vec<&Outcome> = outcomes
-            .iter()
-            .copied()
-            .filter(|o| live.contains(&outcome_seq(o)))
-            .collect();
-        if outcomes.is_empty() {
-            return Ok(());
-        }
 
-        // 2. One attempt row per outcome.
-        let run: Arc<str> = Arc::from(run_id);
-        let batch: Arc<str> = Arc::from(batch_id);
-        let mut words = Interned::default();
-        for piece in pieces(&outcomes) {
-            let sql = format!(
-                "INSERT INTO attempts (run_id, seq, attempt, batch_id, status, error) \
-                 VALUES {} ON CONFLICT DO NOTHING",
-                values(piece.len(), 6)
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for outcome in piece {
-                query = match outcome {
-                    Outcome::Final {
-                        seq,
-                        attempt,
-                        status,
-                        ..
-                    } => query
-                        .bind(run.clone())
-                        .bind(int(*seq))
-                        .bind(i64::from(*attempt))
-                        .bind(batch.clone())
-                        .bind(words.get(status.as_str()))
-                        .bind(None::<&str>),
-                    Outcome::Retry {
-                        seq,
-                        attempt,
-                        error,
-                    } => query
-                        .bind(run.clone())
-                        .bind(int(*seq))
-                        .bind(i64::from(*attempt))
-                        .bind(batch.clone())
-                        .bind(words.get("retry"))
-                        .bind(Some(error.as_str())),
-                };
-            }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(self.db("record attempts"))?;
-        }
-
-        // 3. The result lines, and each final status on its requests.
+        // 2. The result lines, and each final status on its requests.
         let finals: Vec<(u64, ResultStatus, f64, &str)> = outcomes
             .iter()
+            .filter(|o| live.contains(&outcome_seq(o)))
             .filter_map(|o| match o {
                 Outcome::Final {
                     seq,
@@ -1378,94 +1432,113 @@ impl SqliteStore {
                 Outcome::Retry { .. } => None,
             })
             .collect();
-        if !finals.is_empty() {
-            for piece in pieces(&finals) {
-                let sql = format!(
-                    "INSERT INTO results (run_id, seq, batch_id, status, cost_usd, line) \
-                     VALUES {} ON CONFLICT DO NOTHING",
-                    values(piece.len(), 6)
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (seq, status, cost, line) in piece {
-                    query = query
-                        .bind(run.clone())
-                        .bind(int(*seq))
-                        .bind(batch.clone())
-                        .bind(words.get(status.as_str()))
-                        .bind(*cost)
-                        .bind(*line);
-                }
-                query
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(self.db("record results"))?;
+        for piece in pieces(&finals) {
+            let sql = format!(
+                "INSERT INTO results (run, seq, cost_usd, line) VALUES {} ON CONFLICT DO NOTHING",
+                values(piece.len(), 4)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (seq, _, cost, line) in piece {
+                query = query
+                    .bind(batch.run)
+                    .bind(int(*seq))
+                    .bind(*cost)
+                    .bind(*line);
             }
-            for status in ResultStatus::ALL {
-                let seqs: Vec<u64> = finals
-                    .iter()
-                    .filter(|f| f.1 == status)
-                    .map(|f| f.0)
-                    .collect();
-                if seqs.is_empty() {
-                    continue;
-                }
-                let cost: f64 = finals.iter().filter(|f| f.1 == status).map(|f| f.2).sum();
-                let done = self
-                    .set_states(tx, run_id, batch_id, &seqs, Some(status))
-                    .await?;
-                tally.add(status, done, cost);
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db("record results"))?;
+        }
+        for status in ResultStatus::ALL {
+            let seqs: Vec<u64> = finals
+                .iter()
+                .filter(|f| f.1 == status)
+                .map(|f| f.0)
+                .collect();
+            if seqs.is_empty() {
+                continue;
             }
+            let cost: f64 = finals.iter().filter(|f| f.1 == status).map(|f| f.2).sum();
+            let sql = "UPDATE requests SET state = ? \
+                       WHERE run = ? AND batch = ? AND state = 1 AND seq IN ";
+            let done = self
+                .update_requests(tx, sql, state_code(status), batch, &seqs)
+                .await?;
+            tally.add(status, done, cost);
         }
 
-        // 4. Retried requests leave the batch and wait for another one.
-        let retries: Vec<u64> = outcomes
+        // 3. Retried requests: an attempt row with the reason, then back to pending outside
+        //    any batch, their submission counted.
+        let retries: Vec<(u64, u32, &str)> = outcomes
             .iter()
+            .filter(|o| live.contains(&outcome_seq(o)))
             .filter_map(|o| match o {
-                Outcome::Retry { seq, .. } => Some(*seq),
+                Outcome::Retry {
+                    seq,
+                    attempt,
+                    error,
+                } => Some((*seq, *attempt, error.as_str())),
                 Outcome::Final { .. } => None,
             })
             .collect();
+        for piece in pieces(&retries) {
+            let sql = format!(
+                "INSERT INTO attempts (run, seq, attempt, batch, error) VALUES {} \
+                 ON CONFLICT DO NOTHING",
+                values(piece.len(), 5)
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (seq, attempt, error) in piece {
+                query = query
+                    .bind(batch.run)
+                    .bind(int(*seq))
+                    .bind(i64::from(*attempt))
+                    .bind(batch.key)
+                    .bind(*error);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db("record attempts"))?;
+        }
         if !retries.is_empty() {
-            self.set_states(tx, run_id, batch_id, &retries, None)
+            let seqs: Vec<u64> = retries.iter().map(|r| r.0).collect();
+            let sql = "UPDATE requests SET state = 0, batch = NULL, retries = retries + ? \
+                       WHERE run = ? AND batch = ? AND state = 1 AND seq IN ";
+            self.update_requests(tx, sql, batch.submitted(), batch, &seqs)
                 .await?;
         }
         Ok(())
     }
 
-    /// Moves batched requests of this batch to a final status, or (`None`) back to pending
-    /// outside any batch. Returns how many moved.
-    async fn set_states(
+    /// Runs `sql` (an UPDATE of `requests` taking one value, then run and batch, ending in
+    /// `seq IN `) over `seqs` in pieces; returns how many rows changed.
+    async fn update_requests(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
-        run_id: &str,
-        batch_id: &str,
+        sql: &str,
+        value: i64,
+        batch: &BatchRow,
         seqs: &[u64],
-        status: Option<ResultStatus>,
     ) -> Result<u64, StoreError> {
-        let state = status.map_or("pending", ResultStatus::as_str);
-        let mut moved = 0;
+        let mut changed = 0;
         for piece in pieces(seqs) {
-            let sql = format!(
-                "UPDATE requests SET state = ?, \
-                 batch_id = CASE WHEN ? = 'pending' THEN NULL ELSE batch_id END \
-                 WHERE run_id = ? AND batch_id = ? AND state = 'batched' AND seq IN {}",
-                values(1, piece.len())
-            );
+            let sql = format!("{sql}{}", values(1, piece.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql))
-                .bind(state)
-                .bind(state)
-                .bind(run_id)
-                .bind(batch_id);
+                .bind(value)
+                .bind(batch.run)
+                .bind(batch.key);
             for seq in piece {
                 query = query.bind(int(*seq));
             }
-            moved += query
+            changed += query
                 .execute(&mut **tx)
                 .await
                 .map_err(self.db("update request states"))?
                 .rows_affected();
         }
-        Ok(moved)
+        Ok(changed)
     }
 }
 
@@ -1479,7 +1552,7 @@ mod tests {
         assert_eq!(values(1, 1), "(?)");
         assert!(
             insert_bodies_sql(2)
-                .ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING")
+                .ends_with("VALUES (?, ?, ?, ?), (?, ?, ?, ?) ON CONFLICT (run, seq) DO NOTHING")
         );
     }
 

@@ -40,23 +40,26 @@ impl FileStore {
     /// counters the store keeps.
     pub(crate) async fn recount(&self, run_id: &str) -> (Counts, f64) {
         let mut conn = self.raw().await;
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM requests WHERE run_id = $1 GROUP BY state")
-                .bind(run_id)
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM requests \
+             WHERE run = (SELECT key FROM runs WHERE id = $1) GROUP BY state",
+        )
+        .bind(run_id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
         let mut counts = Counts::default();
         for (state, n) in rows {
             let n = n as u64;
             counts.total += n;
-            match ResultStatus::parse(&state) {
+            match state_status(state) {
                 Some(status) => counts.add(status, n),
                 None => counts.pending += n,
             }
         }
         let cost: f64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM results WHERE run_id = $1",
+            "SELECT COALESCE(SUM(cost_usd), 0.0) FROM results \
+             WHERE run = (SELECT key FROM runs WHERE id = $1)",
         )
         .bind(run_id)
         .fetch_one(&mut conn)
@@ -80,6 +83,18 @@ impl FileStore {
     pub(crate) async fn count(&self, sql: &'static str) -> i64 {
         let mut conn = self.raw().await;
         sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
+/// The final status of a `requests.state` code (0 pending and 1 batched have none).
+pub(crate) fn state_status(code: i64) -> Option<ResultStatus> {
+    match code {
+        2 => Some(ResultStatus::Succeeded),
+        3 => Some(ResultStatus::Failed),
+        4 => Some(ResultStatus::Canceled),
+        5 => Some(ResultStatus::Expired),
+        6 => Some(ResultStatus::Skipped),
+        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! File stores: migrations, reopening, newer schemas, two instances on one file.
 use std::sync::Arc;
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 use volley_core::StoreError;
 use volley_core::store::Store;
 use volley_store::{SCHEMA_VERSION, SqliteStore};
@@ -201,4 +201,132 @@ async fn memory_stores_are_private() {
     assert!(a.run("r").await.unwrap().is_some());
     assert!(b.run("r").await.unwrap().is_none());
     assert_eq!(a.schema_version().await.unwrap(), SCHEMA_VERSION);
+}
+
+/// A store written by schema version 3 (text keys, one row update per state change), with a
+/// request in every state, keeps every request, result, attempt count and cost through
+/// migration 0004.
+#[tokio::test]
+async fn a_version_3_store_migrates_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("volley.db");
+    let url = format!("sqlite://{}", path.display());
+    {
+        let mut conn = SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        sqlx::raw_sql(concat!(
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_cost_cap.sql"),
+            include_str!("../../migrations/sqlite/0003_enqueued_tokens.sql"),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let body = |seq: u64| {
+            serde_json::to_string(
+                &new_request(seq, &group(ProviderKind::Anthropic, "claude-haiku-4-5")).request,
+            )
+            .unwrap()
+        };
+        // Requests 0–1 pending (1 after a retry), 2–3 in submitted batch b1 (3 already
+        // decided), 4 in planned batch b2; batch b1 had one earlier retry of request 1.
+        let script = format!(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 't'), (2, 't'), (3, 't');
+             INSERT INTO runs (id, created_at, state, options_json, total, updated_at)
+               VALUES ('r', '2026-03-01T10:00:00.000Z', 'running', '{{\"max_attempts\":3}}', 5, 't');
+             INSERT INTO batches (id, run_id, seq, provider, model, state, request_count,
+                                  first_seq, last_seq, provider_batch_id, cost_usd,
+                                  est_input_tokens, reserved_usd)
+               VALUES ('r-b0001', 'r', 1, 'anthropic', 'claude-haiku-4-5', 'submitted', 2, 1, 3,
+                       'msgbatch_1', 0, 25, 0.5),
+                      ('r-b0002', 'r', 2, 'anthropic', 'claude-haiku-4-5', 'planned', 1, 4, 4,
+                       NULL, 0, 14, 0);
+             INSERT INTO requests (run_id, seq, id, custom_id, provider, model, est_input_tokens,
+                                   max_tokens, wire_bytes, state, attempts, batch_id)
+               VALUES ('r', 0, 'q-0', 'c-0', 'anthropic', 'claude-haiku-4-5', 10, 100, 200,
+                       'pending', 0, NULL),
+                      ('r', 1, 'q-1', 'c-1', 'anthropic', 'claude-haiku-4-5', 11, 101, 201,
+                       'pending', 1, NULL),
+                      ('r', 2, 'q-2', 'c-2', 'anthropic', 'claude-haiku-4-5', 12, 102, 202,
+                       'batched', 1, 'r-b0001'),
+                      ('r', 3, 'q-3', 'c-3', 'anthropic', 'claude-haiku-4-5', 13, 103, 203,
+                       'succeeded', 1, 'r-b0001'),
+                      ('r', 4, 'q-4', 'c-4', 'anthropic', 'claude-haiku-4-5', 14, 104, 204,
+                       'batched', 0, 'r-b0002');
+             INSERT INTO request_bodies (run_id, seq, body) VALUES
+               ('r', 0, '{}'), ('r', 1, '{}'), ('r', 2, '{}'), ('r', 3, '{}'), ('r', 4, '{}');
+             -- (the five bodies are the requests' JSON, filled in by format!)
+             INSERT INTO results (run_id, seq, batch_id, status, cost_usd, line)
+               VALUES ('r', 3, 'r-b0001', 'succeeded', 0.25, '{{\"id\":\"q-3\"}}');
+             INSERT INTO run_counts VALUES ('r', 'succeeded', 1, 0.25);
+             INSERT INTO attempts (run_id, seq, attempt, batch_id, status, error)
+               VALUES ('r', 1, 1, 'r-b0001', 'retry', '{{\"why\":\"overloaded\"}}'),
+                      ('r', 3, 1, 'r-b0001', 'succeeded', NULL);",
+            body(0),
+            body(1),
+            body(2),
+            body(3),
+            body(4),
+        );
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let counts = store.counts("r").await.unwrap();
+    assert_eq!((counts.total, counts.succeeded, counts.pending), (5, 1, 4));
+    let haiku = group(ProviderKind::Anthropic, "claude-haiku-4-5");
+    let pending: Vec<u64> = store
+        .pending_requests("r", &haiku, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    assert_eq!(pending, [0, 1]);
+    // The submitted batch lists its open request (attempt 1) and its decided one.
+    let items = store.batch_items("r-b0001").await.unwrap();
+    let listed: Vec<(u64, &str, u32)> = items
+        .iter()
+        .map(|i| (i.seq, i.custom_id.as_str(), i.attempts))
+        .collect();
+    assert_eq!(listed, [(2, "c-2", 1), (3, "c-3", 1)]);
+    assert_eq!(items[0].request.id, "q-2");
+    let planned = store.batch_items("r-b0002").await.unwrap();
+    assert_eq!((planned[0].seq, planned[0].attempts), (4, 0));
+    assert_eq!(
+        store.results("r", None, 10).await.unwrap(),
+        [(3, r#"{"id":"q-3"}"#.to_owned())]
+    );
+    // Request 2 now succeeds in batch 1, whose cost includes the result from before.
+    store
+        .record_outcomes("r-b0001", &[done(2, 1, ResultStatus::Succeeded, 0.5)])
+        .await
+        .unwrap();
+    store
+        .close_batch("r-b0001", BatchState::Collected)
+        .await
+        .unwrap();
+    let b1 = &store.batches("r").await.unwrap()[0];
+    assert_eq!(b1.cost_usd, 0.75);
+    // Request 1's next submission is its second attempt; the retry row survived.
+    let mut conn = raw(&path).await;
+    let retries: Vec<(i64, i64)> = sqlx::query_as("SELECT seq, retries FROM requests ORDER BY seq")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(retries, [(0, 0), (1, 1), (2, 0), (3, 0), (4, 0)]);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM attempts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap(),
+        1
+    );
 }
