@@ -357,7 +357,7 @@ impl BatchRow {
 }
 
 /// The `requests.state` code of a final status. The SQL spells the others out: 0 pending,
-/// 1 batched (migration 0004).
+/// 1 batched (migration 0005).
 fn state_code(status: ResultStatus) -> i64 {
     match status {
         ResultStatus::Succeeded => 2,

@@ -205,7 +205,7 @@ async fn memory_stores_are_private() {
 
 /// A store written by schema version 3 (text keys, one row update per state change), with a
 /// request in every state, keeps every request, result, attempt count and cost through
-/// migration 0004.
+/// migration 0005.
 #[tokio::test]
 async fn a_version_3_store_migrates_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
