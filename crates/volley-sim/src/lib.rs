@@ -25,7 +25,8 @@
 //!   `POST /v1/messages/batches/{id}/cancel`, `GET /v1/messages/batches/{id}/results`;
 //! - OpenAI (`Authorization: Bearer`): `POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`,
 //!   `GET /v1/files/{id}/content`, `POST|GET /v1/batches`, `GET /v1/batches/{id}`,
-//!   `POST /v1/batches/{id}/cancel`, `POST /v1/chat/completions`, `POST /v1/responses`;
+//!   `POST /v1/batches/{id}/cancel`, `POST /v1/chat/completions`, `POST /v1/responses`,
+//!   `POST /v1/responses/input_tokens`;
 //! - Gemini (`x-goog-api-key` or `?key=`), under `/v1beta` and `/v1`:
 //!   `POST /{v}/models/{m}:batchGenerateContent|generateContent|countTokens`,
 //!   `GET /{v}/batches`, `GET|DELETE /{v}/batches/{id}`, `POST /{v}/batches/{id}:cancel`,

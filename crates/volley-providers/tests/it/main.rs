@@ -1,5 +1,6 @@
 //! The Anthropic adapter against `volley-sim`, over real HTTP.
 mod anthropic;
+mod count_tokens;
 mod gemini;
 mod openai;
 mod reconcile;
