@@ -100,6 +100,10 @@ pub struct SimStats {
     /// nothing behind.
     #[serde(default)]
     pub files_stored: u64,
+    /// Batches a cancel call moved from running to canceling (all three APIs; a cancel of a
+    /// batch already canceling or ended does not count).
+    #[serde(default)]
+    pub batches_canceled: u64,
 }
 
 /// A running simulator. Stops on [`Simulator::shutdown`] or when dropped.
