@@ -25,10 +25,14 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/sqlite/0003_enqueued_tokens.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/sqlite/0004_cancel_delete_intents.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub(crate) const LATEST: i64 = 3;
+pub(crate) const LATEST: i64 = 4;
 
 /// Why migrating failed.
 #[derive(Debug)]
@@ -36,12 +40,12 @@ pub(crate) enum MigrateError {
     /// The store's schema is newer than [`LATEST`].
     Newer(i64),
     /// SQLite failed.
-    Database(String),
+    Database(sqlx::Error),
 }
 
 impl From<sqlx::Error> for MigrateError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e.to_string())
+        Self::Database(e)
     }
 }
 
