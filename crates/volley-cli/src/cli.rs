@@ -23,6 +23,9 @@ pub(crate) enum Command {
     Estimate(EstimateArgs),
     /// Continue an interrupted run: re-attach to its batches, submit only what was never sent.
     Resume(ResumeArgs),
+    /// Cancel a run: cancel its batches at the providers, keep what they answered, mark the
+    /// rest canceled, write results.jsonl.
+    Cancel(CancelArgs),
     /// Show a run's progress and cost (the newest run if none is named).
     Status(StatusArgs),
     /// List runs, newest first.
@@ -65,6 +68,10 @@ pub(crate) struct DriveArgs {
     /// Simulated batch processing time in milliseconds (with --simulate).
     #[arg(long, value_name = "MS", default_value_t = 1000, requires = "simulate")]
     pub(crate) sim_processing_ms: u64,
+    /// On the first Ctrl-C or SIGTERM, cancel the run's batches at the providers (as
+    /// `volley cancel` does) instead of leaving them running.
+    #[arg(long)]
+    pub(crate) cancel_on_exit: bool,
 }
 
 /// The input, and defaults for lines that leave something out.
@@ -137,6 +144,23 @@ pub(crate) struct ResumeArgs {
     pub(crate) run: String,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// Run id (or a unique prefix).
+    pub(crate) run: String,
+    /// Output folder for results.jsonl (default: the run's).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the final run status as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// First poll interval in milliseconds while waiting for cancelled batches to end.
+    #[arg(long, value_name = "MS")]
+    pub(crate) poll_interval: Option<u64>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }
