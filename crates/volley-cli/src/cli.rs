@@ -19,7 +19,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run every request of a JSONL file through the batch APIs and write results.jsonl.
     Run(RunArgs),
-    /// What a run would cost and how it would be batched; no network call, nothing stored.
+    /// What a run would cost and how it would be batched; nothing stored, no network call
+    /// unless --exact-tokens.
     Estimate(EstimateArgs),
     /// Continue an interrupted run: re-attach to its batches, submit only what was never sent.
     Resume(ResumeArgs),
@@ -121,6 +122,10 @@ pub(crate) struct RunArgs {
     /// Show the estimate and stop: nothing is submitted or stored.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// With --dry-run: ask the providers' count-tokens endpoints for every request's input
+    /// tokens (network calls; needs keys, or --simulate).
+    #[arg(long, requires = "dry_run")]
+    pub(crate) exact_tokens: bool,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
     #[command(flatten)]
@@ -136,6 +141,10 @@ pub(crate) struct EstimateArgs {
     /// Print the estimate as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Ask the providers' count-tokens endpoints for every request's input tokens instead of
+    /// estimating them (one call per request; needs the providers' keys).
+    #[arg(long)]
+    pub(crate) exact_tokens: bool,
 }
 
 #[derive(Debug, Args)]

@@ -28,11 +28,13 @@
 
 pub mod builder;
 mod error;
+mod estimate;
 mod providers;
 mod run;
 
 pub use builder::VolleyBuilder;
 pub use error::Error;
+pub use estimate::{EstimateBuilder, TokenCounter, estimate};
 pub use providers::ProviderSetup;
 pub use run::{RunBuilder, RunSpec, Started, estimate_file};
 pub use volley_core::catalog::{Catalog, ModelEntry, Profile, profiles};
@@ -43,6 +45,7 @@ pub use volley_core::plan_estimate::{Estimate, ModelEstimate};
 pub use volley_core::poll::PollPolicy;
 pub use volley_core::retry::RetryPolicy;
 pub use volley_core::store::{RunOptions, RunRecord, Store};
+pub use volley_providers::Endpoint;
 pub use volley_sim::{SimConfig, Simulator};
 pub use volley_types::*;
 

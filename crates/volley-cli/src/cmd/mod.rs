@@ -14,7 +14,7 @@ use crate::exit::Code;
 pub(crate) async fn dispatch(cli: Cli) -> Code {
     match cli.command {
         Command::Run(args) => run::run(args).await,
-        Command::Estimate(args) => estimate::estimate(&args),
+        Command::Estimate(args) => estimate::estimate(&args).await,
         Command::Resume(args) => run::resume(args).await,
         Command::Cancel(args) => cancel::cancel(args).await,
         Command::Status(args) => status::status(args).await,

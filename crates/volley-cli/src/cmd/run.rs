@@ -30,7 +30,7 @@ pub(crate) fn report_input_errors(input: &Path, errors: &[InputError], count: u6
 
 pub(crate) async fn run(args: RunArgs) -> Code {
     if args.dry_run {
-        return super::estimate::show(&args.input, &args.drive.plan, args.drive.json);
+        return super::estimate::dry_run(&args).await;
     }
     let reporter = Reporter::new();
     let volley = match build(

@@ -2,6 +2,7 @@
 mod bad_input;
 mod chaos;
 mod crash;
+mod estimate;
 mod faults;
 mod providers;
 mod run;
