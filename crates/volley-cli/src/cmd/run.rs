@@ -142,11 +142,11 @@ pub(crate) fn base_builder(
     }
     if simulate {
         builder = builder.simulate(SimConfig {
-            processing: std::time::Duration::from_millis(drive.sim_processing_ms),
+            processing: std::time::Duration::from_millis(sim_processing_ms),
             ..SimConfig::default()
         });
     }
-    if let Some(ms) = drive.poll_interval {
+    if let Some(ms) = poll_interval {
         let initial = std::time::Duration::from_millis(ms.max(10));
         let base = if simulate {
             PollPolicy::SIMULATOR
