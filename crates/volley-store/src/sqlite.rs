@@ -1343,7 +1343,7 @@ fn storage_hint(e: &sqlx::Error, location: &str) -> String {
         ),
         _ if matches!(code & 0xff, READONLY | CANTOPEN) => match write_probe(&folder) {
             Err(io) => format!(
-                " — volley cannot write in {} ({io}); it keeps its state there, even to read it (SQLite's WAL): make the folder writable, or point --store (VOLLEY_STORE) at a writable place",
+                " — volley cannot write in {} ({io}); it keeps its state there (SQLite also needs the folder for its WAL files): make the folder writable, or point --store (VOLLEY_STORE) at a writable place",
                 folder.display()
             ),
             Ok(()) => " — the store file itself is read-only: make it writable, or point --store (VOLLEY_STORE) at another file".into(),
