@@ -2,6 +2,7 @@
 mod anthropic;
 mod count_tokens;
 mod gemini;
+mod intents;
 mod openai;
 mod reconcile;
 mod support;
