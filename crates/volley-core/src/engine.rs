@@ -592,8 +592,14 @@ impl Engine {
         else {
             return Ok(());
         };
-        self.finish_batch(provider.as_ref(), &batch, &items, &remote, Collect::Drive { max_attempts })
-            .await
+        self.finish_batch(
+            provider.as_ref(),
+            &batch,
+            &items,
+            &remote,
+            Collect::Drive { max_attempts },
+        )
+        .await
     }
 
     /// An ended batch: its results stored (or, if the provider failed it, its items decided),

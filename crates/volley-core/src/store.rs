@@ -363,8 +363,7 @@ pub trait Store: Send + Sync {
     ) -> Result<IntentStart, StoreError>;
     /// The action is done (or known to be unnecessary): closes its open intent; a no-op when
     /// none is open.
-    async fn finish_intent(&self, batch_id: &str, action: IntentAction)
-    -> Result<(), StoreError>;
+    async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError>;
     /// A run's open cancel and delete intents, oldest first.
     async fn open_intents(&self, run_id: &str) -> Result<Vec<OpenIntent>, StoreError>;
 

@@ -1254,11 +1254,7 @@ impl Store for SqliteStore {
         Ok(start)
     }
 
-    async fn finish_intent(
-        &self,
-        batch_id: &str,
-        action: IntentAction,
-    ) -> Result<(), StoreError> {
+    async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
             "UPDATE intents SET confirmed_at = $3, outcome = 'done' \

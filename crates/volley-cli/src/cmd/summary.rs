@@ -46,7 +46,13 @@ pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summa
 
 impl Summary {
     /// `ended`: how the run ended (`completed`, `canceled`).
-    pub(crate) fn render(&self, run_id: &str, ended: &str, elapsed: Duration, path: &Path) -> String {
+    pub(crate) fn render(
+        &self,
+        run_id: &str,
+        ended: &str,
+        elapsed: Duration,
+        path: &Path,
+    ) -> String {
         let mut total = Row::default();
         let mut text = format!(
             "run {run_id} {ended} in {:.1}s\n  {:<34} {:>8} {:>9} {:>7} {:>11} {:>11} {:>13} {:>13}\n",

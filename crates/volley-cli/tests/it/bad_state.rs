@@ -42,7 +42,13 @@ fn ok_run(dir: &Path, input: &Path, store: &str) -> Output {
     let out = volley(dir)
         .arg("run")
         .arg(input)
-        .args(["--simulate", "--sim-processing-ms", "50", "--poll-interval", "20"])
+        .args([
+            "--simulate",
+            "--sim-processing-ms",
+            "50",
+            "--poll-interval",
+            "20",
+        ])
         .args(["--store", store, "--out", "out-ok"])
         .output()
         .unwrap();
@@ -70,7 +76,10 @@ fn a_store_on_a_read_only_file_system_is_named_with_what_to_do() {
         assert!(err.contains(needed), "`{needed}` missing from:\n{err}");
     }
     assert!(!dir.path().join("out-ro").exists(), "nothing written");
-    assert_eq!(std::fs::read(dir.path().join("state/v.db")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.path().join("state/v.db")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -110,7 +119,7 @@ fn a_file_size_limit_mid_run_is_reported_as_a_write_failure() {
     // RLIMIT_FSIZE (with SIGXFSZ ignored): writes past 200 KiB fail with EFBIG, after the
     // store was created and the run started.
     let dir = tempfile::tempdir().unwrap();
-    let input = write_input(dir.path(), 30);
+    write_input(dir.path(), 30);
     let script = "trap '' XFSZ; ulimit -f 200; \
                   exec \"$VOLLEY\" run input.jsonl --simulate --store sqlite://state/v.db --out out";
     let mut cmd = shell(dir.path(), &["bash", "-c"], script);
@@ -137,7 +146,14 @@ fn a_store_from_a_newer_volley_is_refused_untouched() {
     let before = std::fs::read(&db).unwrap();
     for args in [
         vec!["status"],
-        vec!["run", "input.jsonl", "--simulate", "--fresh", "--out", "out-new"],
+        vec![
+            "run",
+            "input.jsonl",
+            "--simulate",
+            "--fresh",
+            "--out",
+            "out-new",
+        ],
     ] {
         let out = volley(dir.path())
             .args(&args)
@@ -147,11 +163,17 @@ fn a_store_from_a_newer_volley_is_refused_untouched() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(
-            err.contains("store sqlite://state/v.db has schema version 99, newer than this volley supports"),
+            err.contains(
+                "store sqlite://state/v.db has schema version 99, newer than this volley supports"
+            ),
             "{err}"
         );
         assert!(err.contains("upgrade volley"), "{err}");
     }
     assert!(!dir.path().join("out-new").exists());
-    assert_eq!(std::fs::read(&db).unwrap(), before, "the store is untouched");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the store is untouched"
+    );
 }

@@ -1,4 +1,6 @@
 //! `volley cancel RUN` and `--cancel-on-exit`, through real processes against the simulator.
+// The figures of the first test are printed for the record.
+#![allow(clippy::print_stderr)]
 use std::path::Path;
 
 use crate::support::*;
@@ -61,7 +63,10 @@ async fn cancel_after_a_crash_cancels_remote_batches_and_closes_the_rest_unsubmi
     let err = stderr(&out);
     // DESIGN.md §3.3: a run that ends with canceled requests exits 2.
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("4 batch(es) canceled at the provider, 6 never submitted"), "{err}");
+    assert!(
+        err.contains("4 batch(es) canceled at the provider, 6 never submitted"),
+        "{err}"
+    );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["status"], "canceled");
     assert_eq!(status["counts"]["pending"], 0);
@@ -76,11 +81,15 @@ async fn cancel_after_a_crash_cancels_remote_batches_and_closes_the_rest_unsubmi
     let stats = sim.stats();
     assert_eq!(stats.batches_canceled, 4, "{stats:?}");
     assert_eq!(
-        (stats.batches_created, stats.requests_submitted, stats.duplicate_submissions),
+        (
+            stats.batches_created,
+            stats.requests_submitted,
+            stats.duplicate_submissions
+        ),
         (4, 80, 0),
         "nothing submitted after the cancel, nothing twice"
     );
-    println!(
+    eprintln!(
         "cancel: {succeeded} answered before the cancel, {canceled} canceled; simulator {stats:?}"
     );
 
@@ -128,7 +137,9 @@ async fn cancel_on_exit_cancels_remote_batches_on_the_first_sigint() {
     assert_eq!(code, Some(130), "{rest}");
     assert!(rest.contains("--cancel-on-exit"), "{rest}");
     assert!(
-        rest.contains(&format!("run {run_id} canceled: 4 batch(es) canceled at the provider")),
+        rest.contains(&format!(
+            "run {run_id} canceled: 4 batch(es) canceled at the provider"
+        )),
         "{rest}"
     );
     let results = dir.path().join("out/results.jsonl");

@@ -174,7 +174,12 @@ impl Engine {
         let outcomes: Vec<Outcome> = items
             .iter()
             .map(|item| {
-                self.canceled_line(batch, item, None, "the run was canceled before it was submitted")
+                self.canceled_line(
+                    batch,
+                    item,
+                    None,
+                    "the run was canceled before it was submitted",
+                )
             })
             .collect();
         store.record_outcomes(&batch.id, &outcomes).await?;
@@ -254,10 +259,7 @@ impl Engine {
             Some(remote) => remote,
             None => polled(id, provider.poll(id).await).map_err(classify)?,
         };
-        let Some(remote) = self
-            .wait_until_ended(provider, batch, remote, stop)
-            .await?
-        else {
+        let Some(remote) = self.wait_until_ended(provider, batch, remote, stop).await? else {
             return Ok(());
         };
         let items = self.inner.store.batch_items(&batch.id).await?;

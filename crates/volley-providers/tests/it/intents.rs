@@ -254,12 +254,19 @@ async fn a_cancel_intent_left_open_is_reconciled_by_polling() {
     assert_eq!(list[1].cancels.load(Ordering::SeqCst), 1);
     let stats = sim.stats();
     assert_eq!(stats.batches_canceled, 2, "{stats:?}");
-    assert_eq!(stats.files_stored, 0, "files deleted after the canceled batches were collected");
+    assert_eq!(
+        stats.files_stored, 0,
+        "files deleted after the canceled batches were collected"
+    );
     assert!(store.open_intents("run-1").await.unwrap().is_empty());
     let lines = store.results("run-1", None, 100).await.unwrap();
     assert_eq!(lines.len(), 10);
-    assert!(lines.iter().all(|(_, l)| l.contains(ResultStatus::Canceled.as_str())
-        || l.contains(ResultStatus::Succeeded.as_str())));
+    assert!(
+        lines
+            .iter()
+            .all(|(_, l)| l.contains(ResultStatus::Canceled.as_str())
+                || l.contains(ResultStatus::Succeeded.as_str()))
+    );
 
     // Cancelling again: nothing more is called.
     let end = engine(&store, &list, None)

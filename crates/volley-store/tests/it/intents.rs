@@ -90,12 +90,22 @@ async fn a_delete_intent_survives_closing_the_batch_until_it_is_finished() {
         .await
         .unwrap();
     fs.store
-        .begin_intent("r-b0001", IntentAction::Delete, t, Some(r#"{"files":["a"]}"#))
+        .begin_intent(
+            "r-b0001",
+            IntentAction::Delete,
+            t,
+            Some(r#"{"files":["a"]}"#),
+        )
         .await
         .unwrap();
     // The files list is replaced when the intent is recorded again.
     fs.store
-        .begin_intent("r-b0001", IntentAction::Delete, t, Some(r#"{"files":["a","b"]}"#))
+        .begin_intent(
+            "r-b0001",
+            IntentAction::Delete,
+            t,
+            Some(r#"{"files":["a","b"]}"#),
+        )
         .await
         .unwrap();
     fs.store
@@ -175,7 +185,10 @@ async fn migration_4_keeps_earlier_submit_intents() {
     let store = volley_store::SqliteStore::open(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), volley_store::SCHEMA_VERSION);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        volley_store::SCHEMA_VERSION
+    );
     // The open submit intent still blocks a second open intent on its batch.
     let busy = store
         .begin_intent("b1", IntentAction::Cancel, at("2026-03-01T10:00:00Z"), None)

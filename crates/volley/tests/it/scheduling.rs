@@ -463,7 +463,8 @@ impl Store for FrozenClockStore {
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let run_id = run_id.to_owned();
         frozen!(self, |s| s.results(&run_id, after_seq, limit))
-    }    async fn begin_intent(
+    }
+    async fn begin_intent(
         &self,
         batch_id: &str,
         action: IntentAction,
@@ -471,7 +472,12 @@ impl Store for FrozenClockStore {
         detail: Option<&str>,
     ) -> Result<IntentStart, StoreError> {
         let (batch_id, detail) = (batch_id.to_owned(), detail.map(str::to_owned));
-        frozen!(self, |s| s.begin_intent(&batch_id, action, at, detail.as_deref()))
+        frozen!(self, |s| s.begin_intent(
+            &batch_id,
+            action,
+            at,
+            detail.as_deref()
+        ))
     }
     async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError> {
         let batch_id = batch_id.to_owned();
