@@ -238,6 +238,16 @@ def count_tokens_matches_usage() -> None:
     expect(isinstance(counted, MessageTokensCount), f"{type(counted)}")
     used = c.messages.create(**p).usage.input_tokens
     expect(counted.input_tokens == used, f"{counted.input_tokens} != {used}")
+    # What volley counts with --exact-tokens: a PDF document and a structured-output schema.
+    doc = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQKJSVFT0YK"}}
+    fmt = {"format": {"type": "json_schema", "schema": {"type": "object", "properties": {"label": {"type": "string"}},
+                                                         "required": ["label"], "additionalProperties": False}}}
+    rich = params("x", messages=[{"role": "user", "content": [doc, {"type": "text", "text": "Label it."}]}], output_config=fmt)
+    counted = c.messages.count_tokens(model=MODEL, messages=rich["messages"], output_config=fmt)
+    used = c.messages.create(**rich).usage.input_tokens
+    expect(counted.input_tokens == used, f"{counted.input_tokens} != {used}")
+    e = raises(anthropic.BadRequestError, lambda: c.messages.count_tokens(model=MODEL, messages=[]))
+    assert_api_error(e, 400, "invalid_request_error")
 
 
 @check

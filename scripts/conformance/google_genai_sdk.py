@@ -180,6 +180,14 @@ def count_tokens_matches_usage() -> None:
     counted = c.models.count_tokens(model=MODEL, contents=contents)
     used = c.models.generate_content(model=MODEL, contents=contents).usage_metadata.prompt_token_count
     expect(counted.total_tokens == used, f"{counted.total_tokens} != {used}")
+    # What volley counts with --exact-tokens: inline PDF bytes next to text.
+    pdf = types.Part.from_bytes(data=b"%PDF-1.4\n%%EOF\n", mime_type="application/pdf")
+    rich = [types.Content(role="user", parts=[pdf, types.Part.from_text(text="Summarise it.")])]
+    counted = c.models.count_tokens(model=MODEL, contents=rich)
+    used = c.models.generate_content(model=MODEL, contents=rich).usage_metadata.prompt_token_count
+    expect(counted.total_tokens == used, f"{counted.total_tokens} != {used}")
+    e = raises(errors.ClientError, lambda: c.models.count_tokens(model="no-such-model", contents="hi"))
+    assert_api_error(e, 404, "NOT_FOUND")
 
 
 # --- batches -------------------------------------------------------------------------------

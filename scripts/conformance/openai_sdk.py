@@ -26,7 +26,7 @@ import openai
 from openai import AsyncOpenAI, OpenAI
 from openai.types import Batch, FileDeleted, FileObject
 from openai.types.chat import ChatCompletion
-from openai.types.responses import Response
+from openai.types.responses import InputTokenCountResponse, Response
 from pydantic import BaseModel
 
 NAME = "openai"
@@ -474,6 +474,29 @@ def responses_create_and_parse() -> None:
     expect(cut.usage.output_tokens == 16, f"{cut.usage}")
     e = raises(openai.BadRequestError, lambda: c.responses.create(model=MODEL, input="x", max_output_tokens=5))
     assert_api_error(e, 400, param="max_output_tokens", code="integer_below_min_value")
+
+
+@check
+def responses_input_tokens_count_matches_usage() -> None:
+    c = client()
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"], "additionalProperties": False}
+    text = {"format": {"type": "json_schema", "name": "label", "strict": True, "schema": schema}}
+    pdf = "data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK"
+    items = [{"role": "user", "content": [{"type": "input_file", "filename": "a.pdf", "file_data": pdf},
+                                          {"type": "input_text", "text": "Label this document."}]}]
+    counted = c.responses.input_tokens.count(model=MODEL, instructions="Be brief.", input=items, text=text)
+    expect(isinstance(counted, InputTokenCountResponse) and counted.object == "response.input_tokens", f"{counted}")
+    used = c.responses.create(model=MODEL, instructions="Be brief.", input=items, text=text).usage.input_tokens
+    expect(counted.input_tokens == used, f"{counted.input_tokens} != {used}")
+    # The Chat Completions form of the same request (what volley batches) is billed the same.
+    chat = c.chat.completions.create(model=MODEL, messages=[
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}},
+                                     {"type": "text", "text": "Label this document."}]}],
+        response_format={"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": schema}})
+    expect(chat.usage.prompt_tokens == counted.input_tokens, f"{chat.usage.prompt_tokens} != {counted.input_tokens}")
+    e = raises(openai.BadRequestError, lambda: c.responses.input_tokens.count(model=MODEL))
+    assert_api_error(e, 400, param="input")
 
 
 # --- Errors, retries, async ----------------------------------------------------------------

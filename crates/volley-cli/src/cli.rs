@@ -19,10 +19,14 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run every request of a JSONL file through the batch APIs and write results.jsonl.
     Run(RunArgs),
-    /// What a run would cost and how it would be batched; no network call, nothing stored.
+    /// What a run would cost and how it would be batched; nothing stored, no network call
+    /// unless --exact-tokens.
     Estimate(EstimateArgs),
     /// Continue an interrupted run: re-attach to its batches, submit only what was never sent.
     Resume(ResumeArgs),
+    /// Cancel a run: cancel its batches at the providers, keep what they answered, mark the
+    /// rest canceled, write results.jsonl.
+    Cancel(CancelArgs),
     /// Show a run's progress and cost (the newest run if none is named).
     Status(StatusArgs),
     /// List runs, newest first.
@@ -65,6 +69,10 @@ pub(crate) struct DriveArgs {
     /// Simulated batch processing time in milliseconds (with --simulate).
     #[arg(long, value_name = "MS", default_value_t = 1000, requires = "simulate")]
     pub(crate) sim_processing_ms: u64,
+    /// On the first Ctrl-C or SIGTERM, cancel the run's batches at the providers (as
+    /// `volley cancel` does) instead of leaving them running.
+    #[arg(long)]
+    pub(crate) cancel_on_exit: bool,
 }
 
 /// The input, and defaults for lines that leave something out.
@@ -114,6 +122,10 @@ pub(crate) struct RunArgs {
     /// Show the estimate and stop: nothing is submitted or stored.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// With --dry-run: ask the providers' count-tokens endpoints for every request's input
+    /// tokens (network calls; needs keys, or --simulate).
+    #[arg(long, requires = "dry_run")]
+    pub(crate) exact_tokens: bool,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
     #[command(flatten)]
@@ -129,6 +141,10 @@ pub(crate) struct EstimateArgs {
     /// Print the estimate as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Ask the providers' count-tokens endpoints for every request's input tokens instead of
+    /// estimating them (one call per request; needs the providers' keys).
+    #[arg(long)]
+    pub(crate) exact_tokens: bool,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +153,23 @@ pub(crate) struct ResumeArgs {
     pub(crate) run: String,
     #[command(flatten)]
     pub(crate) drive: DriveArgs,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// Run id (or a unique prefix).
+    pub(crate) run: String,
+    /// Output folder for results.jsonl (default: the run's).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Print the final run status as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// First poll interval in milliseconds while waiting for cancelled batches to end.
+    #[arg(long, value_name = "MS")]
+    pub(crate) poll_interval: Option<u64>,
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 }

@@ -106,6 +106,10 @@ pub(crate) struct Reporter {
 struct ReporterState {
     running: u64,
     cost: f64,
+    /// Batches cancelled at a provider.
+    canceled_remote: u64,
+    /// Batches closed before they were submitted.
+    canceled_unsubmitted: u64,
 }
 
 impl Reporter {
@@ -138,6 +142,12 @@ impl Reporter {
 
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    /// Batches cancelled at a provider, and batches closed before they were submitted.
+    pub(crate) fn canceled_batches(&self) -> (u64, u64) {
+        let state = self.state.lock().expect("reporter lock");
+        (state.canceled_remote, state.canceled_unsubmitted)
     }
 
     fn line(&self, message: &str) {
@@ -191,6 +201,26 @@ impl Reporter {
                 };
                 self.line(&format!(
                     "  collected {batch_id}: {finished} done{retried}, ${cost_usd:.6}"
+                ));
+            }
+            Event::BatchCanceled {
+                batch_id,
+                provider_batch_id: Some(remote),
+                requests,
+            } => {
+                state.canceled_remote += 1;
+                self.line(&format!(
+                    "  canceled  {batch_id} ({requests} requests) at the provider as {remote}; collecting what it answered"
+                ));
+            }
+            Event::BatchCanceled {
+                batch_id,
+                provider_batch_id: None,
+                requests,
+            } => {
+                state.canceled_unsubmitted += 1;
+                self.line(&format!(
+                    "  canceled  {batch_id}: {requests} requests never submitted"
                 ));
             }
             Event::Progress(counts) => self.bar.set_position(counts.done()),

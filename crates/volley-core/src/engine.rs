@@ -31,6 +31,9 @@ use crate::run_id::batch_id;
 use crate::store::{Admission, BatchItem, BatchRecord, Group, NewBatch, Outcome, Store};
 use crate::{ProviderError, StoreError};
 
+mod cancel;
+mod release;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -77,11 +80,20 @@ pub enum RunEnd {
         /// Total cost, USD.
         cost_usd: f64,
     },
-    /// Shut down on request; `drive` again to continue.
+    /// Shut down on request; `drive` again to continue (or, if a cancel was under way,
+    /// `cancel` again to finish it).
     Interrupted {
         /// Counts so far.
         counts: Counts,
         /// Cost so far, USD.
+        cost_usd: f64,
+    },
+    /// The run was canceled ([`Engine::cancel`]): every request has a result line, those that
+    /// never ran a `canceled` one.
+    Canceled {
+        /// Final counts.
+        counts: Counts,
+        /// Total cost, USD (what ran before the cancel).
         cost_usd: f64,
     },
 }
@@ -101,6 +113,18 @@ pub enum EngineError {
     /// No such run.
     #[error("no run `{0}` in the store")]
     UnknownRun(String),
+    /// A cancel could not reach every batch's provider; running it again finishes it.
+    #[error(
+        "run `{run}` is canceled, but {count} batch(es) could not be canceled or collected yet ({first}); run `volley cancel {run}` again"
+    )]
+    CancelIncomplete {
+        /// The run.
+        run: String,
+        /// Batches left open.
+        count: usize,
+        /// The first problem.
+        first: String,
+    },
     /// The process stopped while importing the input; the run holds only part of it.
     #[error(
         "run `{0}` was interrupted while importing its input and holds only part of it; nothing was submitted — start again with `volley run INPUT`"
@@ -125,6 +149,18 @@ impl From<StoreError> for BatchError {
     fn from(e: StoreError) -> Self {
         Self::Fatal(e.into())
     }
+}
+
+/// How an ended batch's results are decided.
+#[derive(Debug, Clone, Copy)]
+enum Collect {
+    /// Driving the run: transient failures go back to pending while attempts remain.
+    Drive {
+        /// Submissions per request.
+        max_attempts: u32,
+    },
+    /// Canceling the run: nothing is tried again; what never ran is canceled.
+    Cancel,
 }
 
 /// Batches that must not start now.
@@ -204,7 +240,14 @@ impl Engine {
         if run.total == 0 {
             return Err(EngineError::IncompleteImport(run.id.clone()));
         }
+        // A canceled run is never driven again: resuming it finishes the cancel.
+        if run.state == RunState::Canceled {
+            return self.cancel(run_id, shutdown).await;
+        }
         store.set_run_state(run_id, RunState::Running).await?;
+        self.finish_deletes(run_id).await?;
+        // Stops this drive: on `shutdown`, or when another process cancels the run.
+        let stop = shutdown.child_token();
 
         let mut tasks: JoinSet<(String, Result<(), BatchError>)> = JoinSet::new();
         let mut active: HashMap<String, ProviderKind> = HashMap::new();
@@ -212,7 +255,14 @@ impl Engine {
         let mut next_batch = store.batch_count(run_id).await? + 1;
 
         let result = loop {
-            if !shutdown.is_cancelled() {
+            if !stop.is_cancelled() && self.canceled_elsewhere(run_id).await? {
+                self.emit(Event::Warning(
+                    "the run was canceled (volley cancel): stopping, then canceling its batches"
+                        .into(),
+                ));
+                stop.cancel();
+            }
+            if !stop.is_cancelled() {
                 next_batch = self.plan(run_id, next_batch).await?;
                 let limits = RunLimits {
                     max_attempts: run.options.max_attempts.max(1),
@@ -228,13 +278,17 @@ impl Engine {
                         unsettled: &unsettled,
                     },
                     limits,
-                    &shutdown,
+                    &stop,
                 )
                 .await?;
             }
             if tasks.is_empty() {
-                if shutdown.is_cancelled() {
-                    break RunState::Interrupted;
+                if stop.is_cancelled() {
+                    break if shutdown.is_cancelled() {
+                        RunState::Interrupted
+                    } else {
+                        RunState::Canceled
+                    };
                 }
                 if store.counts(run_id).await?.pending == 0 {
                     break RunState::Completed;
@@ -267,12 +321,14 @@ impl Engine {
                         }
                         Err(BatchError::Fatal(e)) => {
                             tasks.shutdown().await;
-                            store.set_run_state(run_id, RunState::Failed).await?;
+                            // The first error is the one to report: marking the run failed
+                            // fails too when the store is the problem (a full disk).
+                            let _ = store.set_run_state(run_id, RunState::Failed).await;
                             return Err(e);
                         }
                     }
                 }
-                () = shutdown.cancelled(), if !shutdown.is_cancelled() => {}
+                () = stop.cancelled(), if !stop.is_cancelled() => {}
                 () = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     not_before.retain(|_, (at, _)| *at > now);
@@ -280,6 +336,9 @@ impl Engine {
             }
         };
 
+        if result == RunState::Canceled {
+            return self.cancel(run_id, shutdown).await;
+        }
         store.set_run_state(run_id, result).await?;
         let counts = store.counts(run_id).await?;
         let cost_usd = store.run_cost(run_id).await?;
@@ -288,6 +347,17 @@ impl Engine {
             RunState::Completed => RunEnd::Completed { counts, cost_usd },
             _ => RunEnd::Interrupted { counts, cost_usd },
         })
+    }
+
+    /// A batch as stored now.
+    async fn batch_record(&self, run_id: &str, batch_id: &str) -> Result<BatchRecord, StoreError> {
+        self.inner
+            .store
+            .batches(run_id)
+            .await?
+            .into_iter()
+            .find(|b| b.id == batch_id)
+            .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))
     }
 
     fn emit(&self, event: Event) {
@@ -522,32 +592,56 @@ impl Engine {
         else {
             return Ok(());
         };
+        self.finish_batch(
+            provider.as_ref(),
+            &batch,
+            &items,
+            &remote,
+            Collect::Drive { max_attempts },
+        )
+        .await
+    }
+
+    /// An ended batch: its results stored (or, if the provider failed it, its items decided),
+    /// the batch closed, its files deleted under a write-ahead delete intent.
+    async fn finish_batch(
+        &self,
+        provider: &dyn BatchProvider,
+        batch: &BatchRecord,
+        items: &[BatchItem],
+        remote: &RemoteBatch,
+        mode: Collect,
+    ) -> Result<(), BatchError> {
+        let store = &self.inner.store;
         if let RemotePhase::Failed(message) = &remote.phase {
-            let error = ErrorInfo {
-                kind: ErrorKind::Server,
-                message: format!("the provider failed batch {}: {message}", remote.id),
-                provider_status: None,
-            };
+            let message = format!("the provider failed batch {}: {message}", remote.id);
             let outcomes: Vec<Outcome> = items
                 .iter()
-                .map(|item| {
-                    self.decide(
-                        &batch,
-                        item,
-                        ItemResult::Errored(error.clone()),
-                        &remote,
-                        max_attempts,
-                    )
+                .map(|item| match mode {
+                    Collect::Drive { max_attempts } => {
+                        let error = ErrorInfo {
+                            kind: ErrorKind::Server,
+                            message: message.clone(),
+                            provider_status: None,
+                        };
+                        let result = ItemResult::Errored(error);
+                        self.decide(batch, item, result, remote, max_attempts)
+                    }
+                    Collect::Cancel => self.canceled_line(batch, item, Some(remote), &message),
                 })
                 .collect();
             store.record_outcomes(&batch.id, &outcomes).await?;
+            let delete = self.intend_delete(batch, remote).await?;
             store.close_batch(&batch.id, BatchState::Rejected).await?;
-            self.release(provider.as_ref(), &remote).await;
+            if delete {
+                self.release(provider, &batch.id, remote).await;
+            }
             return Ok(());
         }
-        self.collect(provider.as_ref(), &batch, &items, &remote, max_attempts)
-            .await?;
-        self.release(provider.as_ref(), &remote).await;
+        let delete = self.collect(provider, batch, items, remote, mode).await?;
+        if delete {
+            self.release(provider, &batch.id, remote).await;
+        }
         Ok(())
     }
 
@@ -750,13 +844,9 @@ impl Engine {
         let mut batch = batch.clone();
         batch.state = BatchState::Submitting;
         batch.submit_started_at = self
-            .inner
-            .store
-            .batches(&batch.run_id)
+            .batch_record(&batch.run_id, &batch.id)
             .await?
-            .into_iter()
-            .find(|b| b.id == batch.id)
-            .and_then(|b| b.submit_started_at);
+            .submit_started_at;
         for attempt in 0..5 {
             match self.reconcile(provider, &batch, items).await {
                 Ok(Some(remote)) => {
@@ -860,16 +950,23 @@ impl Engine {
         }
     }
 
-    /// Streams the results into the store; items missing from them are retried.
+    /// Streams the results into the store; items missing from them are retried (while
+    /// canceling: they never ran, so they are canceled). Records the delete intent before the
+    /// batch is closed; returns whether the batch's files are to be deleted now.
     async fn collect(
         &self,
         provider: &dyn BatchProvider,
         batch: &BatchRecord,
         items: &[BatchItem],
         remote: &RemoteBatch,
-        max_attempts: u32,
-    ) -> Result<(), BatchError> {
+        mode: Collect,
+    ) -> Result<bool, BatchError> {
         let store = &self.inner.store;
+        // While canceling nothing is tried again.
+        let max_attempts = match mode {
+            Collect::Drive { max_attempts } => max_attempts,
+            Collect::Cancel => 0,
+        };
         let by_custom_id: HashMap<&str, &BatchItem> =
             items.iter().map(|i| (i.custom_id.as_str(), i)).collect();
         let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
@@ -915,23 +1012,24 @@ impl Engine {
             .iter()
             .filter(|i| !seen.contains(i.custom_id.as_str()))
         {
-            let missing = ItemResult::Errored(ErrorInfo {
-                kind: ErrorKind::Protocol,
-                message: format!("missing from the results of batch {}", remote.id),
-                provider_status: None,
-            });
-            let decided = self.decide_missing(batch, item, missing, remote, max_attempts);
+            let decided = match mode {
+                Collect::Drive { .. } => {
+                    let missing = ItemResult::Errored(ErrorInfo {
+                        kind: ErrorKind::Protocol,
+                        message: format!("missing from the results of batch {}", remote.id),
+                        provider_status: None,
+                    });
+                    self.decide_missing(batch, item, missing, remote, max_attempts)
+                }
+                Collect::Cancel => self.decide(batch, item, ItemResult::Canceled, remote, 0),
+            };
             tally(&decided);
             chunk.push(decided);
         }
         store.record_outcomes(&batch.id, &chunk).await?;
+        let delete = self.intend_delete(batch, remote).await?;
         store.close_batch(&batch.id, BatchState::Collected).await?;
-        let cost_usd = store
-            .batches(&batch.run_id)
-            .await?
-            .into_iter()
-            .find(|b| b.id == batch.id)
-            .map_or(0.0, |b| b.cost_usd);
+        let cost_usd = self.batch_record(&batch.run_id, &batch.id).await?.cost_usd;
         self.emit(Event::BatchCollected {
             batch_id: batch.id.clone(),
             finished,
@@ -939,16 +1037,7 @@ impl Engine {
             cost_usd,
         });
         self.emit(Event::Progress(store.counts(&batch.run_id).await?));
-        Ok(())
-    }
-
-    async fn release(&self, provider: &dyn BatchProvider, remote: &RemoteBatch) {
-        if let Err(e) = provider.release(remote).await {
-            self.emit(Event::Warning(format!(
-                "could not delete the files of batch {}: {e} (`volley cleanup` retries)",
-                remote.id
-            )));
-        }
+        Ok(delete)
     }
 
     /// What to do with one item's result: a final line, or another attempt.

@@ -7,8 +7,10 @@
 //!   (tiktoken-rs, offline): exact for OpenAI's current models; for Claude and Gemini, whose
 //!   tokenizers are not available offline, the count is multiplied by the provider's
 //!   `token_factor` from the catalog. Images follow each provider's published formula from the
-//!   pixel size read in the image header (PNG, JPEG, GIF, WebP; nothing is decoded); PDFs are
-//!   guessed from their size (pages are not counted).
+//!   pixel size read in the image header (PNG, JPEG, GIF, WebP; nothing is decoded); PDFs by
+//!   their page count ([`pdf_pages`], read from the page tree without decoding a stream) times
+//!   the provider's per-page cost ([`pdf_page_tokens`]), or from their size when the page tree
+//!   cannot be read.
 //! - [`input_tokens_bound`]: a *provable upper bound*, used to reserve cost against a cap.
 //!   Never replace one by the other: the estimate may be low, the bound must not be.
 use std::sync::OnceLock;
@@ -16,9 +18,16 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use volley_types::{Part, ProviderKind, Request};
 
-/// Tokens a PDF page of text costs, roughly (Anthropic: 1,500–3,000 per page; Gemini: 258 per
-/// page as an image plus its text).
+/// Tokens a PDF page costs when the provider's formula cannot be applied, roughly (Anthropic:
+/// 1,500–3,000 per page; Gemini: 258 per page as an image).
 pub const TOKENS_PER_PDF_PAGE_GUESS: u64 = 2_000;
+/// Bytes of PDF per page when the page count cannot be read (text-heavy pages are ~3 KB).
+pub const PDF_BYTES_PER_PAGE_GUESS: u64 = 3_000;
+/// o200k tokens of text on a PDF page, roughly (a page of prose: ~400 words).
+pub const PDF_PAGE_TEXT_TOKENS: u64 = 500;
+/// A page rendered at 150 dpi (US Letter, 8.5 × 11 in), for the providers that bill each
+/// page as an image.
+const PDF_PAGE_PIXELS: (u64, u64) = (1275, 1650);
 /// An image whose size cannot be read from its header.
 pub const TOKENS_PER_IMAGE_GUESS: u64 = 1_600;
 
@@ -183,9 +192,12 @@ pub fn input_tokens_with_factor(provider: ProviderKind, request: &Request, facto
                 Part::Document {
                     data, media_type, ..
                 } if media_type == "application/pdf" => {
-                    // base64 → bytes; a text-heavy PDF page is ~3 KB.
-                    let pages = (data.len() as u64 * 3 / 4).div_ceil(3_000).max(1);
-                    fixed += pages * TOKENS_PER_PDF_PAGE_GUESS;
+                    let pages = decode(data)
+                        .and_then(|bytes| pdf_pages(&bytes))
+                        .unwrap_or_else(|| pdf_pages_guess(data));
+                    let (image, page_text) = pdf_page_tokens(provider);
+                    fixed += pages * image;
+                    text += pages * page_text;
                 }
                 Part::Document { data, .. } => {
                     text += decode(data).map_or(data.len() as u64 / 4, |b| {
@@ -238,6 +250,130 @@ pub fn image_tokens(provider: ProviderKind, w: u64, h: u64) -> u64 {
             }
         }
     }
+}
+
+/// What one PDF page costs at `provider`, by its documented treatment: `(image tokens, o200k
+/// text tokens)`; the text part is scaled by the provider's token factor like any text.
+///
+/// - Anthropic (PDF support docs): each page is sent as an image plus its extracted text,
+///   "typically 1,500–3,000 tokens per page": a 150-dpi Letter page by the image formula
+///   (≈1,531 after downscaling) plus [`PDF_PAGE_TEXT_TOKENS`] × 1.2 ≈ 2,130.
+/// - OpenAI (file inputs guide): the extracted text and an image of each page: the page image
+///   at `detail: auto` (765: four 512-px tiles) plus [`PDF_PAGE_TEXT_TOKENS`].
+/// - Gemini (document understanding docs): each page is an image of 258 tokens; its text is
+///   not billed on top.
+pub fn pdf_page_tokens(provider: ProviderKind) -> (u64, u64) {
+    let (w, h) = PDF_PAGE_PIXELS;
+    match provider {
+        ProviderKind::Anthropic | ProviderKind::OpenAi => {
+            (image_tokens(provider, w, h), PDF_PAGE_TEXT_TOKENS)
+        }
+        ProviderKind::Gemini => (258, 0),
+    }
+}
+
+/// Pages of a base64 PDF whose page tree cannot be read: one per 3 KB.
+fn pdf_pages_guess(data_base64: &str) -> u64 {
+    (data_base64.len() as u64 * 3 / 4)
+        .div_ceil(PDF_BYTES_PER_PAGE_GUESS)
+        .max(1)
+}
+
+/// Most pages a PDF is believed to have (a `/Count` above it is taken for garbage).
+const PDF_MAX_PAGES: u64 = 1_000_000;
+
+/// The page count of a PDF, read without decoding any stream; `None` when it cannot tell.
+///
+/// In order: the `/N` of a linearization dictionary (in the first KB of linearized files);
+/// else the largest `/Count` of an object whose `/Type` is `/Pages` (the root of the page
+/// tree counts every page; incremental updates may hold older roots, and outlines' `/Count`
+/// are ignored); else, when no object stream (`/ObjStm`) could hide page objects, the number
+/// of objects of `/Type /Page`. PDFs that keep their page tree in compressed object streams
+/// (common since PDF 1.5) give `None`: the caller falls back to a size-based guess.
+pub fn pdf_pages(bytes: &[u8]) -> Option<u64> {
+    let head = &bytes[..bytes.len().min(1024)];
+    find(head, b"%PDF-")?;
+    if let Some(at) = find(head, b"/Linearized") {
+        let end = find(&bytes[at..], b">>").map_or(bytes.len(), |e| at + e);
+        if let Some(n) =
+            find(&bytes[at..end], b"/N").and_then(|n| int_after(&bytes[at + n + 2..end]))
+            && (1..=PDF_MAX_PAGES).contains(&n)
+        {
+            return Some(n);
+        }
+    }
+    let mut best = None;
+    let mut from = 0;
+    while let Some(at) = find(&bytes[from..], b"/Count").map(|i| from + i) {
+        from = at + 6;
+        let Some(count) = int_after(&bytes[from..]) else {
+            continue;
+        };
+        // The object around it: from the `obj` before to the `endobj` after.
+        let start = rfind(&bytes[..at], b"obj").unwrap_or(0);
+        let end = find(&bytes[at..], b"endobj").map_or(bytes.len(), |e| at + e);
+        if type_is(&bytes[start..end], b"Pages") && (1..=PDF_MAX_PAGES).contains(&count) {
+            best = best.max(Some(count));
+        }
+    }
+    if best.is_some() || find(bytes, b"/ObjStm").is_some() {
+        return best;
+    }
+    let mut pages = 0u64;
+    let mut from = 0;
+    while let Some(at) = find(&bytes[from..], b"/Type").map(|i| from + i) {
+        from = at + 5;
+        pages += u64::from(name_after(&bytes[from..]) == Some(b"Page".as_slice()));
+    }
+    (pages > 0).then_some(pages)
+}
+
+/// Whether a `/Type` in `object` names `name` exactly.
+fn type_is(object: &[u8], name: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(at) = find(&object[from..], b"/Type").map(|i| from + i) {
+        from = at + 5;
+        if name_after(&object[from..]) == Some(name) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The PDF name (`/Name`) at the start of `bytes`, after whitespace, without its slash.
+fn name_after(bytes: &[u8]) -> Option<&[u8]> {
+    let rest = trim_start(bytes).strip_prefix(b"/")?;
+    let end = rest
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || b"/<>[]()%{}".contains(b))
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// The non-negative integer at the start of `bytes`, after whitespace.
+fn int_after(bytes: &[u8]) -> Option<u64> {
+    let rest = trim_start(bytes);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 12 {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let skip = bytes
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace() || **b == 0)
+        .count();
+    &bytes[skip..]
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
 }
 
 fn decode(data: &str) -> Option<Vec<u8>> {
@@ -334,7 +470,8 @@ pub fn image_tokens_bound(w: u64, h: u64) -> u64 {
 /// An upper bound on the input tokens `request` can be billed for, used to reserve cost
 /// against a cap. Every provider's tokenizer spends at least one byte of text per token, so
 /// text, the system prompt and the output schema count one token per byte; PDFs count two per
-/// byte (their pages are also billed as images); images by [`image_tokens_bound`]. Typically
+/// byte plus [`BOUND_PER_IMAGE`] per page (every provider bills each page as an image; pages
+/// from [`pdf_pages`], else one per 3 KB); images by [`image_tokens_bound`]. Typically
 /// 3–4× the estimate: a cap that holds must be pessimistic, and reservations are replaced by
 /// actual usage as batches return.
 pub fn input_tokens_bound(request: &Request) -> u64 {
@@ -352,7 +489,11 @@ pub fn input_tokens_bound(request: &Request) -> u64 {
                 } => {
                     let bytes = data.len() as u64 * 3 / 4;
                     if media_type == "application/pdf" {
-                        bytes * 2
+                        // Text (two per byte) and an image of every page.
+                        let pages = decode(data)
+                            .and_then(|bytes| pdf_pages(&bytes))
+                            .unwrap_or_else(|| pdf_pages_guess(data));
+                        bytes * 2 + pages * BOUND_PER_IMAGE
                     } else {
                         bytes
                     }
@@ -499,6 +640,150 @@ mod tests {
                     image_tokens(p, w, h) <= image_tokens_bound(w, h),
                     "{p} {w}x{h}"
                 );
+            }
+        }
+    }
+
+    /// A small, well-formed PDF with `pages` pages (page objects listed under one `/Pages`
+    /// root), each page showing one line of text, with a cross-reference table.
+    fn pdf(pages: usize, extra: &str) -> Vec<u8> {
+        let mut objects = vec![
+            "<< /Type /Catalog /Pages 2 0 R /Outlines 3 0 R >>".to_owned(),
+            String::new(),
+            // Outlines have a /Count too; it is not a page count.
+            "<< /Type /Outlines /Count 99 >>".to_owned(),
+        ];
+        let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+        objects[1] = format!(
+            "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+            kids.join(" ")
+        );
+        for i in 0..pages {
+            objects.push(format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {} 0 R >>",
+                5 + 2 * i
+            ));
+            let text = format!("BT /F1 12 Tf 72 720 Td (Page {}) Tj ET", i + 1);
+            objects.push(format!(
+                "<< /Length {} >>\nstream\n{text}\nendstream",
+                text.len()
+            ));
+        }
+        let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+        }
+        out.extend(extra.as_bytes());
+        let xref = out.len();
+        out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+        for offset in offsets {
+            out.extend(format!("{offset:010} 00000 n \n").as_bytes());
+        }
+        out.extend(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .as_bytes(),
+        );
+        out
+    }
+
+    #[test]
+    fn pdf_pages_come_from_the_page_tree() {
+        for n in [1, 3, 12] {
+            assert_eq!(pdf_pages(&pdf(n, "")), Some(n as u64), "{n} pages");
+        }
+        // An incremental update that adds pages: the newest (largest) root counts.
+        let updated = pdf(
+            2,
+            "2 0 obj\n<< /Type /Pages /Kids [4 0 R 6 0 R 9 0 R] /Count 3 >>\nendobj\n",
+        );
+        assert_eq!(pdf_pages(&updated), Some(3));
+        // No page-tree /Count: the page objects are counted (not /Pages, not /PageLabels).
+        let no_count = String::from_utf8_lossy(&pdf(4, "")).replace("/Count 4", "");
+        assert_eq!(pdf_pages(no_count.as_bytes()), Some(4));
+        // Linearized files say it up front.
+        let linearized = String::from_utf8_lossy(&pdf(2, "")).replacen(
+            "%PDF-1.4\n",
+            "%PDF-1.4\n99 0 obj << /Linearized 1 /L 5000 /N 7 /T 4000 >> endobj\n",
+            1,
+        );
+        assert_eq!(pdf_pages(linearized.as_bytes()), Some(7));
+        // A page tree inside a compressed object stream cannot be read: no guess here.
+        let hidden = b"%PDF-1.5\n1 0 obj << /Type /ObjStm /N 40 /First 300 /Filter /FlateDecode /Length 9 >>\nstream\nx\x9c\x03\x00\x00\x00\x00\x01\nendstream endobj\n%%EOF\n";
+        assert_eq!(pdf_pages(hidden), None);
+        assert_eq!(pdf_pages(b"not a pdf /Type /Pages /Count 3"), None);
+        assert_eq!(pdf_pages(b"%PDF-1.7\n%%EOF"), None);
+    }
+
+    #[test]
+    fn pdf_tokens_follow_each_providers_per_page_formula() {
+        let mut r = request("Summarise.");
+        let data = b64(&pdf(3, ""));
+        r.messages[0].content.insert(
+            0,
+            Part::Document {
+                media_type: "application/pdf".into(),
+                data: data.clone(),
+                name: None,
+            },
+        );
+        let text_only = input_tokens(ProviderKind::Gemini, &request("Summarise."));
+        // Gemini: 258 a page, text not billed on top.
+        assert_eq!(input_tokens(ProviderKind::Gemini, &r), text_only + 3 * 258);
+        // OpenAI: the page image (765) and ~500 tokens of text a page.
+        let openai = input_tokens(ProviderKind::OpenAi, &request("Summarise."));
+        assert_eq!(
+            input_tokens(ProviderKind::OpenAi, &r),
+            openai + 3 * (765 + 500)
+        );
+        // Anthropic: within its documented 1,500–3,000 a page.
+        let per_page = (input_tokens(ProviderKind::Anthropic, &r)
+            - input_tokens(ProviderKind::Anthropic, &request("Summarise.")))
+            / 3;
+        assert!((1_500..=3_000).contains(&per_page), "{per_page}");
+        // The cap's bound has two tokens per byte and an image's bound per page on top.
+        let bytes = data.len() as u64 * 3 / 4;
+        assert_eq!(
+            input_tokens_bound(&r),
+            input_tokens_bound(&request("Summarise.")) + 2 * bytes + 3 * BOUND_PER_IMAGE
+        );
+        for p in ProviderKind::ALL {
+            assert!(input_tokens_bound(&r) > input_tokens(p, &r), "{p}");
+        }
+        // A PDF whose pages cannot be counted: one page per 3 KB.
+        let mut unknown = request("x");
+        unknown.messages[0].content.push(Part::Document {
+            media_type: "application/pdf".into(),
+            data: b64(&[b'%'; 7_000]),
+            name: None,
+        });
+        let base = input_tokens(ProviderKind::Gemini, &request("x"));
+        assert_eq!(input_tokens(ProviderKind::Gemini, &unknown), base + 3 * 258);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pdf_pages_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = pdf_pages(&bytes);
+        }
+
+        #[test]
+        fn pdf_pages_never_panics_on_pdf_like_bytes(
+            pieces in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "%PDF-1.4", "/Type", " /Pages", "/Page", "/Count", " 7", "-3", "obj", "endobj",
+                    "<<", ">>", "/Linearized", "/N", "/ObjStm", " ", "\n", "99999999999999", "/",
+                ]),
+                0..60,
+            )
+        ) {
+            let bytes = pieces.concat();
+            if let Some(n) = pdf_pages(bytes.as_bytes()) {
+                proptest::prop_assert!((1..=PDF_MAX_PAGES).contains(&n));
             }
         }
     }

@@ -47,6 +47,16 @@ pub enum Event {
         /// Cost of the stored results.
         cost_usd: f64,
     },
+    /// A batch was canceled: at the provider (`provider_batch_id` set; its results are
+    /// collected when it ends), or before it was ever submitted.
+    BatchCanceled {
+        /// volley's batch id.
+        batch_id: String,
+        /// The provider's id, when the batch had reached the provider.
+        provider_batch_id: Option<String>,
+        /// Requests in it.
+        requests: u64,
+    },
     /// Current totals of the run.
     Progress(Counts),
     /// Something the user should know that does not stop the run.

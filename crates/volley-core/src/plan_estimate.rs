@@ -1,5 +1,6 @@
 //! `volley estimate` and `volley run --dry-run`: what a run would cost and how it would be
-//! batched, computed from the input alone (no network call).
+//! batched, computed from the input alone (no network call), or with input tokens counted by
+//! the providers' count-tokens endpoints (`--exact-tokens`, see [`Estimator::add_counted`]).
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -21,8 +22,16 @@ pub struct ModelEstimate {
     pub model: String,
     /// Requests.
     pub requests: u64,
-    /// Estimated input tokens.
+    /// Input tokens: counted by the provider for [`ModelEstimate::counted_requests`] requests,
+    /// estimated offline for the others.
     pub input_tokens: u64,
+    /// Requests whose input tokens the provider counted (`--exact-tokens`).
+    pub counted_requests: u64,
+    /// Whether every request's input tokens were counted by the provider.
+    pub input_tokens_exact: bool,
+    /// Why some requests could not be counted (the first reason), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count_error: Option<String>,
     /// Output tokens if every request used its `max_tokens`.
     pub output_tokens_max: u64,
     /// Provider batches the planner would make.
@@ -51,6 +60,8 @@ pub struct ModelEstimate {
 pub struct Estimate {
     /// Requests.
     pub requests: u64,
+    /// Whether input tokens were asked of the providers' count-tokens endpoints.
+    pub exact_tokens: bool,
     /// Per provider and model.
     pub models: Vec<ModelEstimate>,
     /// Totals (provider and model fields empty).
@@ -62,8 +73,10 @@ pub struct Estimate {
 pub struct Totals {
     /// Requests.
     pub requests: u64,
-    /// Estimated input tokens.
+    /// Input tokens (counted or estimated).
     pub input_tokens: u64,
+    /// Requests whose input tokens the provider counted.
+    pub counted_requests: u64,
     /// Maximal output tokens.
     pub output_tokens_max: u64,
     /// Provider batches.
@@ -88,6 +101,7 @@ pub struct Estimator<'c> {
     enqueued_token_budget: Option<u64>,
     groups: BTreeMap<(ProviderKind, String), Group>,
     seq: u64,
+    exact_tokens: bool,
 }
 
 impl<'c> Estimator<'c> {
@@ -99,6 +113,7 @@ impl<'c> Estimator<'c> {
             enqueued_token_budget: None,
             groups: BTreeMap::new(),
             seq: 0,
+            exact_tokens: false,
         }
     }
 
@@ -109,8 +124,32 @@ impl<'c> Estimator<'c> {
         self
     }
 
-    /// Adds one validated request; `wire_bytes` is its size in the provider's batch body.
+    /// Adds one validated request; `wire_bytes` is its size in the provider's batch body. Its
+    /// input tokens are estimated offline ([`Catalog::input_tokens`]).
     pub fn add(&mut self, item: &InputRequest, wire_bytes: u64) {
+        self.add_request(item, wire_bytes, None);
+    }
+
+    /// Adds one validated request whose input tokens were asked of the provider's count-tokens
+    /// endpoint: `Ok(tokens)` is the provider's count, `Err(reason)` falls back to the offline
+    /// estimate and is reported ([`ModelEstimate::count_error`]). The worst case stays the
+    /// cost-cap bound either way: a count is not a bound.
+    pub fn add_counted(
+        &mut self,
+        item: &InputRequest,
+        wire_bytes: u64,
+        count: Result<u64, String>,
+    ) {
+        self.exact_tokens = true;
+        self.add_request(item, wire_bytes, Some(count));
+    }
+
+    fn add_request(
+        &mut self,
+        item: &InputRequest,
+        wire_bytes: u64,
+        count: Option<Result<u64, String>>,
+    ) {
         let request = &item.request;
         let key = (item.provider, request.model.clone());
         let catalog = self.catalog;
@@ -128,6 +167,9 @@ impl<'c> Estimator<'c> {
                     model: request.model.clone(),
                     requests: 0,
                     input_tokens: 0,
+                    counted_requests: 0,
+                    input_tokens_exact: false,
+                    count_error: None,
                     output_tokens_max: 0,
                     batches: 0,
                     cost_batch_usd: 0.0,
@@ -150,9 +192,19 @@ impl<'c> Estimator<'c> {
                 .with_token_budget(budget),
             }
         });
-        let input = catalog.input_tokens(item.provider, request);
-        let output = u64::from(request.max_tokens);
         let e = &mut group.estimate;
+        let input = match count {
+            Some(Ok(tokens)) => {
+                e.counted_requests += 1;
+                tokens
+            }
+            Some(Err(reason)) => {
+                e.count_error.get_or_insert(reason);
+                catalog.input_tokens(item.provider, request)
+            }
+            None => catalog.input_tokens(item.provider, request),
+        };
+        let output = u64::from(request.max_tokens);
         e.requests += 1;
         e.input_tokens += input;
         e.output_tokens_max += output;
@@ -189,11 +241,13 @@ impl<'c> Estimator<'c> {
             .map(|group| {
                 let mut e = group.estimate;
                 e.batches += u64::from(group.packer.finish().is_some());
+                e.input_tokens_exact = e.requests > 0 && e.counted_requests == e.requests;
                 e.budget_rounds = e
                     .enqueued_token_budget
                     .map(|budget| e.input_tokens.div_ceil(budget.max(1)));
                 total.requests += e.requests;
                 total.input_tokens += e.input_tokens;
+                total.counted_requests += e.counted_requests;
                 total.output_tokens_max += e.output_tokens_max;
                 total.batches += e.batches;
                 total.cost_batch_usd += e.cost_batch_usd;
@@ -204,6 +258,7 @@ impl<'c> Estimator<'c> {
             .collect();
         Estimate {
             requests: total.requests,
+            exact_tokens: self.exact_tokens,
             models,
             total,
         }

@@ -148,6 +148,14 @@ pub trait BatchProvider: Send + Sync {
 
     /// Deletes what volley uploaded for a batch (input files) once its results are stored.
     async fn release(&self, remote: &RemoteBatch) -> Result<(), ProviderError>;
+
+    /// The input tokens the provider counts for `request`, through its count-tokens endpoint
+    /// (`volley estimate --exact-tokens`); `None` when the provider has no such endpoint.
+    /// Never used to size a cost-cap reservation (that needs a bound, docs/cost.md).
+    async fn count_input_tokens(&self, request: &Request) -> Result<Option<u64>, ProviderError> {
+        let _ = request;
+        Ok(None)
+    }
 }
 
 /// The providers a run may use.

@@ -205,6 +205,69 @@ pub enum Admission {
     },
 }
 
+/// A side effect at a provider, other than a create, recorded before it happens (write-ahead)
+/// and closed once it is known to be done. Creates have their own intent
+/// ([`Store::begin_submit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IntentAction {
+    /// Cancelling a batch: the provider's cancel call, or closing a planned batch as canceled.
+    Cancel,
+    /// Deleting the files of a collected batch ([`crate::provider::BatchProvider::release`]).
+    Delete,
+}
+
+impl IntentAction {
+    /// The word stored in the `intents` table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancel => "cancel",
+            Self::Delete => "delete",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cancel" => Some(Self::Cancel),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// What [`Store::begin_intent`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentStart {
+    /// The intent is open: recorded now, or (`resumed`) left open by an earlier process whose
+    /// call may or may not have reached the provider.
+    Open {
+        /// The batch's state when the intent was opened.
+        state: BatchState,
+        /// An intent of this action was already open.
+        resumed: bool,
+    },
+    /// Another intent of this batch is open (a create in flight, say): nothing was written.
+    Busy {
+        /// The batch's state.
+        state: BatchState,
+    },
+}
+
+/// An intent without an outcome, as found on resume or cancel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenIntent {
+    /// The batch.
+    pub batch_id: String,
+    /// What was about to happen.
+    pub action: IntentAction,
+    /// The batch's state now.
+    pub batch_state: BatchState,
+    /// When the intent was recorded.
+    pub started_at: Timestamp,
+    /// What the action needs to be carried out again (for deletes: the files, JSON).
+    pub detail: Option<String>,
+}
+
 /// volley's durable state.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -286,6 +349,23 @@ pub trait Store: Send + Sync {
     /// Closes a batch (`collected` or `rejected`): books its actual cost in the ledger and
     /// releases its reservation.
     async fn close_batch(&self, batch_id: &str, state: BatchState) -> Result<(), StoreError>;
+
+    /// Intent: a cancel or delete of `batch_id` is about to happen. In one transaction with
+    /// reading the batch's state, so a cancel intent on a `planned` batch also claims it: no
+    /// submit intent can open while it is open. Recording it again while it is open keeps it
+    /// (`resumed`) and replaces its `detail` when one is given.
+    async fn begin_intent(
+        &self,
+        batch_id: &str,
+        action: IntentAction,
+        at: Timestamp,
+        detail: Option<&str>,
+    ) -> Result<IntentStart, StoreError>;
+    /// The action is done (or known to be unnecessary): closes its open intent; a no-op when
+    /// none is open.
+    async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError>;
+    /// A run's open cancel and delete intents, oldest first.
+    async fn open_intents(&self, run_id: &str) -> Result<Vec<OpenIntent>, StoreError>;
 
     /// Result lines with `seq > after_seq`, in input order.
     async fn results(

@@ -828,6 +828,30 @@ pub(crate) fn responses(body: &Value, batch: bool) -> Result<Prepared, Invalid> 
     })
 }
 
+/// Parameters of `POST /v1/responses/input_tokens` (openai-python `InputTokenCountParams`).
+const INPUT_TOKENS_KEYS: &[&str] = &[
+    "conversation",
+    "input",
+    "instructions",
+    "model",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "reasoning",
+    "text",
+    "tool_choice",
+    "tools",
+    "truncation",
+];
+
+/// A `POST /v1/responses/input_tokens` body: the parameters of a Responses request that reach
+/// the model, validated as `POST /v1/responses` validates them.
+pub(crate) fn responses_input_tokens(body: &Value) -> Result<Prepared, Invalid> {
+    if let Some(body) = body.as_object() {
+        oa_unknown(body, INPUT_TOKENS_KEYS)?;
+    }
+    responses(body, false)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gemini
 

@@ -951,6 +951,7 @@ fn batch_cancel(app: &App, id: &str) -> Result<Response, ApiError> {
             b.timeline
                 .cancel(now, Timestamp::now(), std::time::Duration::ZERO);
             b.finish(now, &mut inner.files);
+            inner.stats.batches_canceled += 1;
         }
         State::Cancelled => {}
         other => {

@@ -1048,9 +1048,14 @@ async fn batches_cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = lock(&app.inner)
-        .cancel(&id, Instant::now(), Timestamp::now())
-        .map_err(|r| ApiError::refusal(r, &id, "canceled"))?;
+    let view = {
+        let mut inner = lock(&app.inner);
+        let view = inner
+            .cancel(&id, Instant::now(), Timestamp::now())
+            .map_err(|r| ApiError::refusal(r, &id, "canceled"))?;
+        inner.stats.batches_canceled += 1;
+        view
+    };
     Ok(json_response(&MessageBatchJson::new(
         &view,
         &origin(&app, &headers),

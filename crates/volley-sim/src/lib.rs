@@ -25,7 +25,8 @@
 //!   `POST /v1/messages/batches/{id}/cancel`, `GET /v1/messages/batches/{id}/results`;
 //! - OpenAI (`Authorization: Bearer`): `POST|GET /v1/files`, `GET|DELETE /v1/files/{id}`,
 //!   `GET /v1/files/{id}/content`, `POST|GET /v1/batches`, `GET /v1/batches/{id}`,
-//!   `POST /v1/batches/{id}/cancel`, `POST /v1/chat/completions`, `POST /v1/responses`;
+//!   `POST /v1/batches/{id}/cancel`, `POST /v1/chat/completions`, `POST /v1/responses`,
+//!   `POST /v1/responses/input_tokens`;
 //! - Gemini (`x-goog-api-key` or `?key=`), under `/v1beta` and `/v1`:
 //!   `POST /{v}/models/{m}:batchGenerateContent|generateContent|countTokens`,
 //!   `GET /{v}/batches`, `GET|DELETE /{v}/batches/{id}`, `POST /{v}/batches/{id}:cancel`,
@@ -99,6 +100,10 @@ pub struct SimStats {
     /// nothing behind.
     #[serde(default)]
     pub files_stored: u64,
+    /// Batches a cancel call moved from running to canceling (all three APIs; a cancel of a
+    /// batch already canceling or ended does not count).
+    #[serde(default)]
+    pub batches_canceled: u64,
 }
 
 /// A running simulator. Stops on [`Simulator::shutdown`] or when dropped.

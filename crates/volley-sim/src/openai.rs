@@ -1004,6 +1004,7 @@ async fn route(app: &App, req: Request) -> Result<Response, ApiError> {
         (&Method::POST, ["batches", id, "cancel"]) => batch_cancel(app, id),
         (&Method::POST, ["chat", "completions"]) => chat_create(app, body).await,
         (&Method::POST, ["responses"]) => responses_create(app, body).await,
+        (&Method::POST, ["responses", "input_tokens"]) => responses_input_tokens(body).await,
         _ => Err(invalid_url(&parts.method, &path)),
     }
 }
@@ -1463,10 +1464,12 @@ fn batch_cancel(app: &App, id: &str) -> Result<Response, ApiError> {
     let now = Instant::now();
     let view = {
         let mut inner = refreshed(app);
+        let inner = &mut *inner;
         let b = inner.openai.get_mut(id).ok_or_else(|| no_such_batch(id))?;
         match b.status(now) {
             Status::Validating | Status::InProgress => {
                 b.timeline.cancel(now, Timestamp::now(), CANCEL_GRACE);
+                inner.stats.batches_canceled += 1;
             }
             Status::Cancelling | Status::Cancelled => {}
             other => {
@@ -1496,6 +1499,17 @@ async fn chat_create(app: &App, body: Body) -> Result<Response, ApiError> {
         prepared.input_tokens(),
         prepared.choices,
     )))
+}
+
+/// `POST /v1/responses/input_tokens` (`client.responses.input_tokens.count`): the input tokens
+/// `POST /v1/responses` would bill for the same body, after the same validation.
+async fn responses_input_tokens(body: Body) -> Result<Response, ApiError> {
+    let body = json_body(body, JSON_LIMIT).await?;
+    let prepared = convert::responses_input_tokens(&body).map_err(ApiError::openai_invalid)?;
+    Ok(json_response(&json!({
+        "object": "response.input_tokens",
+        "input_tokens": prepared.input_tokens(),
+    })))
 }
 
 async fn responses_create(app: &App, body: Body) -> Result<Response, ApiError> {

@@ -27,12 +27,16 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        sql: include_str!("../migrations/sqlite/0004_compact_requests.sql"),
+        sql: include_str!("../migrations/sqlite/0004_cancel_delete_intents.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/sqlite/0005_compact_requests.sql"),
     },
 ];
 
 /// The newest schema version this build knows.
-pub(crate) const LATEST: i64 = 4;
+pub(crate) const LATEST: i64 = 5;
 
 /// Why migrating failed.
 #[derive(Debug)]
@@ -40,12 +44,12 @@ pub(crate) enum MigrateError {
     /// The store's schema is newer than [`LATEST`].
     Newer(i64),
     /// SQLite failed.
-    Database(String),
+    Database(sqlx::Error),
 }
 
 impl From<sqlx::Error> for MigrateError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Database(e.to_string())
+        Self::Database(e)
     }
 }
 

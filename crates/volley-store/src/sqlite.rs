@@ -29,8 +29,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use volley_core::StoreError;
 use volley_core::store::{
-    Admission, BatchItem, BatchRecord, Group, NewBatch, NewRequest, NewRun, Outcome,
-    PendingRequest, RunOptions, RunRecord, Store,
+    Admission, BatchItem, BatchRecord, Group, IntentAction, IntentStart, NewBatch, NewRequest,
+    NewRun, OpenIntent, Outcome, PendingRequest, RunOptions, RunRecord, Store,
 };
 use volley_types::{BatchState, Counts, ProviderKind, Request, ResultStatus, RunState};
 
@@ -114,7 +114,7 @@ impl SqliteStore {
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_with(options)
                     .await
-                    .map_err(|e| fail(format!("open: {e}")))?;
+                    .map_err(|e| fail(format!("open: {e}{}", storage_hint(&e, &shown))))?;
                 (pool.clone(), pool)
             }
             Location::File(path) => {
@@ -140,7 +140,7 @@ impl SqliteStore {
                     // The writer: 64 MiB of page cache (bounded, so memory stays flat).
                     .connect_with(options.clone().pragma("cache_size", "-65536"))
                     .await
-                    .map_err(|e| fail(format!("open: {e}")))?;
+                    .map_err(|e| fail(format!("open: {e}{}", storage_hint(&e, &shown))))?;
                 let reader = SqlitePoolOptions::new()
                     .max_connections(READERS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -186,9 +186,12 @@ impl SqliteStore {
                     found,
                     supported: migrate::LATEST,
                 },
-                MigrateError::Database(message) => StoreError::Database {
+                MigrateError::Database(e) => StoreError::Database {
                     location: self.location.clone(),
-                    message: format!("migrate the schema: {message}"),
+                    message: format!(
+                        "migrate the schema: {e}{}",
+                        storage_hint(&e, &self.location)
+                    ),
                 },
             })
     }
@@ -196,8 +199,8 @@ impl SqliteStore {
     /// Maps a sqlx error to [`StoreError::Database`], naming the location and the operation.
     fn db(&self, what: &'static str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         move |e| StoreError::Database {
+            message: format!("{what}: {e}{}", storage_hint(&e, &self.location)),
             location: self.location.clone(),
-            message: format!("{what}: {e}"),
         }
     }
 
@@ -243,7 +246,7 @@ impl SqliteStore {
     }
 
     /// Closes a batch's open submit intent with its outcome (`created` or `aborted`); a no-op
-    /// when none is open.
+    /// when none is open. Cancel and delete intents are closed by [`Store::finish_intent`].
     async fn close_intent(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
@@ -253,7 +256,7 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE intents SET confirmed_at = $2, outcome = $3 \
-             WHERE batch_id = $1 AND outcome IS NULL",
+             WHERE batch_id = $1 AND action = 'submit' AND outcome IS NULL",
         )
         .bind(batch_id)
         .bind(at)
@@ -1308,6 +1311,168 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(self.db("read results"))?;
         Ok(lines)
     }
+
+    // Cancel and delete intents (issue #6): the `intents` table only, beside submits.
+
+    async fn begin_intent(
+        &self,
+        batch_id: &str,
+        action: IntentAction,
+        at: Timestamp,
+        detail: Option<&str>,
+    ) -> Result<IntentStart, StoreError> {
+        let mut tx = self.write().await?;
+        let BatchRow { run_id, state, .. } = self.batch_row(&mut tx, batch_id).await?;
+        let open: Option<String> = sqlx::query_scalar(
+            "SELECT action FROM intents WHERE batch_id = $1 AND outcome IS NULL",
+        )
+        .bind(batch_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.db("read an intent"))?;
+        let start = match open.as_deref() {
+            None => {
+                sqlx::query(
+                    "INSERT INTO intents (run_id, batch_id, action, started_at, detail) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&run_id)
+                .bind(batch_id)
+                .bind(action.as_str())
+                .bind(stamp(at))
+                .bind(detail)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db("record an intent"))?;
+                IntentStart::Open {
+                    state,
+                    resumed: false,
+                }
+            }
+            Some(word) if word == action.as_str() => {
+                if detail.is_some() {
+                    sqlx::query(
+                        "UPDATE intents SET detail = $2 WHERE batch_id = $1 AND outcome IS NULL",
+                    )
+                    .bind(batch_id)
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db("record an intent"))?;
+                }
+                IntentStart::Open {
+                    state,
+                    resumed: true,
+                }
+            }
+            Some(_) => IntentStart::Busy { state },
+        };
+        self.commit(tx).await?;
+        Ok(start)
+    }
+
+    async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE intents SET confirmed_at = $3, outcome = 'done' \
+             WHERE batch_id = $1 AND action = $2 AND outcome IS NULL",
+        )
+        .bind(batch_id)
+        .bind(action.as_str())
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db("close an intent"))?;
+        self.commit(tx).await
+    }
+
+    async fn open_intents(&self, run_id: &str) -> Result<Vec<OpenIntent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.batch_id, i.action, b.state, i.started_at, i.detail \
+             FROM intents i JOIN batches b ON b.id = i.batch_id \
+             WHERE i.run_id = $1 AND i.outcome IS NULL AND i.action <> 'submit' \
+             ORDER BY i.started_at, i.id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(self.db("list open intents"))?;
+        rows.iter().map(open_intent_from_row).collect()
+    }
+}
+
+fn open_intent_from_row(row: &SqliteRow) -> Result<OpenIntent, StoreError> {
+    let get = |e: sqlx::Error| StoreError::Corrupt(format!("intent row: {e}"));
+    let batch_id: String = row.try_get(0).map_err(get)?;
+    let action: String = row.try_get(1).map_err(get)?;
+    let state: String = row.try_get(2).map_err(get)?;
+    let started: String = row.try_get(3).map_err(get)?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("intent of batch {batch_id}: {what}"));
+    Ok(OpenIntent {
+        action: IntentAction::parse(&action)
+            .ok_or_else(|| corrupt(format!("unknown action `{action}`")))?,
+        batch_state: BatchState::parse(&state)
+            .ok_or_else(|| corrupt(format!("unknown batch state `{state}`")))?,
+        started_at: started
+            .parse()
+            .map_err(|e| corrupt(format!("started_at `{started}`: {e}")))?,
+        detail: row.try_get(4).map_err(get)?,
+        batch_id,
+    })
+}
+
+/// What the user can do about an SQLite error caused by the disk: a read-only or full file
+/// system. Empty for every other error.
+fn storage_hint(e: &sqlx::Error, location: &str) -> String {
+    let Some(code) = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i64>().ok())
+    else {
+        return String::new();
+    };
+    let folder = match location::parse(location) {
+        Ok(Location::File(path)) => match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => ".".into(),
+        },
+        _ => return String::new(),
+    };
+    // SQLITE_FULL, and SQLITE_IOERR_WRITE (which is what a file size limit, EFBIG, gives).
+    const FULL: i64 = 13;
+    const IOERR_WRITE: i64 = 10 | (3 << 8);
+    const READONLY: i64 = 8;
+    const CANTOPEN: i64 = 14;
+    let resume = "every step is one transaction, so nothing was half-written: once fixed, \
+                  `volley resume RUN` (or the same `volley run`) continues";
+    match code {
+        FULL => format!(
+            " — the disk holding {} is full: free some space, or point --store (VOLLEY_STORE) at another disk; {resume}",
+            folder.display()
+        ),
+        IOERR_WRITE => format!(
+            " — writing to {} failed: the disk may be full, a file size limit reached (ulimit -f) or the disk failing; {resume}",
+            folder.display()
+        ),
+        _ if matches!(code & 0xff, READONLY | CANTOPEN) => match write_probe(&folder) {
+            Err(io) => format!(
+                " — volley cannot write in {} ({io}); it keeps its state there (SQLite also needs the folder for its WAL files): make the folder writable, or point --store (VOLLEY_STORE) at a writable place",
+                folder.display()
+            ),
+            Ok(()) => " — the store file itself is read-only: make it writable, or point --store (VOLLEY_STORE) at another file".into(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// Whether a file can be created in `folder`.
+fn write_probe(folder: &Path) -> std::io::Result<()> {
+    let probe = folder.join(format!(".volley-write-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Splits `items` into slices whose lengths are powers of two (at most [`MAX_ROWS`]), so the

@@ -28,11 +28,13 @@
 
 pub mod builder;
 mod error;
+mod estimate;
 mod providers;
 mod run;
 
 pub use builder::VolleyBuilder;
 pub use error::Error;
+pub use estimate::{EstimateBuilder, TokenCounter, estimate};
 pub use providers::ProviderSetup;
 pub use run::{RunBuilder, RunSpec, Started, estimate_file};
 pub use volley_core::catalog::{Catalog, ModelEntry, Profile, profiles};
@@ -43,6 +45,7 @@ pub use volley_core::plan_estimate::{Estimate, ModelEstimate};
 pub use volley_core::poll::PollPolicy;
 pub use volley_core::retry::RetryPolicy;
 pub use volley_core::store::{RunOptions, RunRecord, Store};
+pub use volley_providers::Endpoint;
 pub use volley_sim::{SimConfig, Simulator};
 pub use volley_types::*;
 
@@ -97,6 +100,36 @@ impl Volley {
     /// Drives a run until every request has a result, or `shutdown` fires.
     pub async fn drive(&self, run_id: &str, shutdown: CancellationToken) -> Result<RunEnd, Error> {
         Ok(self.engine.drive(run_id, shutdown).await?)
+    }
+
+    /// Cancels a run: nothing more is submitted, its batches at the provider are cancelled
+    /// there and collected when they end (answers that came back are kept), and every request
+    /// that never ran gets a `canceled` result line. Waits for the cancelled batches to end;
+    /// if `stop` fires first it returns [`RunEnd::Interrupted`], and calling `cancel` again
+    /// finishes the job. Safe to call twice, or after a crash in the middle of a cancel.
+    ///
+    /// Another process driving the same run notices the cancel, stops submitting and
+    /// finishes it too.
+    pub async fn cancel(&self, run_id: &str, stop: CancellationToken) -> Result<RunEnd, Error> {
+        Ok(self.engine.cancel(run_id, stop).await?)
+    }
+
+    /// Like [`Volley::drive`], but when `shutdown` fires the run is canceled instead of being
+    /// left running at the providers (the CLI's `--cancel-on-exit`): the result is then
+    /// [`RunEnd::Canceled`]. `abort` stops waiting for the cancelled batches to end
+    /// ([`RunEnd::Interrupted`]; [`Volley::cancel`] finishes later).
+    pub async fn drive_cancel_on_exit(
+        &self,
+        run_id: &str,
+        shutdown: CancellationToken,
+        abort: CancellationToken,
+    ) -> Result<RunEnd, Error> {
+        match self.engine.drive(run_id, shutdown.clone()).await? {
+            RunEnd::Interrupted { .. } if shutdown.is_cancelled() => {
+                self.cancel(run_id, abort).await
+            }
+            end => Ok(end),
+        }
     }
 
     /// A run by id or unique prefix.

@@ -9,8 +9,7 @@ use volley_core::catalog::Catalog;
 use volley_core::custom_id::{Fnv1a, fnv1a};
 use volley_core::import;
 use volley_core::input::{self, InputOptions, InputSource, Validation};
-use volley_core::plan_estimate::{Estimate, Estimator};
-use volley_core::provider::SubmissionItem;
+use volley_core::plan_estimate::Estimate;
 use volley_core::run_id::new_run_id;
 use volley_core::store::{NewRun, RunOptions, RunRecord};
 use volley_types::RunState;
@@ -54,7 +53,7 @@ impl RunSpec {
         self
     }
 
-    fn input_options(&self) -> InputOptions {
+    pub(crate) fn input_options(&self) -> InputOptions {
         InputOptions {
             default_model: self.model.clone(),
             default_max_tokens: self.max_tokens,
@@ -227,7 +226,7 @@ impl Volley {
 }
 
 /// Checks the input alone (no keys needed).
-fn validate_input(
+pub(crate) fn validate_input(
     catalog: &Catalog,
     source: &InputSource,
     spec: &RunSpec,
@@ -247,7 +246,8 @@ fn validate_input(
 }
 
 /// What running `path` would cost and how it would be batched, with no network call and
-/// nothing stored. Also validates: a problem in the input is an [`Error::Input`].
+/// nothing stored. Also validates: a problem in the input is an [`Error::Input`]. (The same
+/// as [`crate::estimate`]`(..).offline()`; that builder also counts tokens with the providers.)
 pub fn estimate_file(
     catalog: &Catalog,
     path: &Path,
@@ -255,34 +255,11 @@ pub fn estimate_file(
     max_batch_requests: Option<u64>,
     enqueued_token_budget: Option<u64>,
 ) -> Result<Estimate, Error> {
-    let source = InputSource::File(path.to_path_buf());
-    validate_input(catalog, &source, spec)?;
-    let options = InputOptions {
-        // Attached files are read: their size bounds the worst case.
-        load_files: true,
-        ..spec.input_options()
-    };
-    let reader = source.reader(catalog, options).map_err(|e| Error::Input {
-        errors: vec![e],
-        count: 1,
-    })?;
-    let mut estimator = Estimator::new(catalog, max_batch_requests)
-        .with_enqueued_token_budget(enqueued_token_budget);
-    for item in reader {
-        let item = item.map_err(|e| Error::Input {
-            errors: vec![e],
-            count: 1,
-        })?;
-        let submission = SubmissionItem {
-            custom_id: item.custom_id.clone(),
-            request: item.request.clone(),
-        };
-        estimator.add(
-            &item,
-            volley_providers::wire_size(item.provider, &submission),
-        );
-    }
-    Ok(estimator.finish())
+    crate::estimate(catalog, path)
+        .spec(spec.clone())
+        .max_batch_requests(max_batch_requests)
+        .enqueued_token_budget(enqueued_token_budget)
+        .offline()
 }
 
 /// Adds requests in code; they are validated exactly like a JSONL file.

@@ -1,4 +1,5 @@
 //! One module per subcommand.
+mod cancel;
 mod estimate;
 mod models;
 mod results;
@@ -13,8 +14,9 @@ use crate::exit::Code;
 pub(crate) async fn dispatch(cli: Cli) -> Code {
     match cli.command {
         Command::Run(args) => run::run(args).await,
-        Command::Estimate(args) => estimate::estimate(&args),
+        Command::Estimate(args) => estimate::estimate(&args).await,
         Command::Resume(args) => run::resume(args).await,
+        Command::Cancel(args) => cancel::cancel(args).await,
         Command::Status(args) => status::status(args).await,
         Command::List(args) => status::list(args).await,
         Command::Results(args) => results::results(args).await,

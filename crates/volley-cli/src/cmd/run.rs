@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use volley::{
-    CancellationToken, Error, InputError, PollPolicy, RunEnd, RunRecord, RunSpec, SimConfig, Volley,
+    CancellationToken, Counts, Error, InputError, PollPolicy, RunEnd, RunRecord, RunSpec,
+    SimConfig, Volley, VolleyBuilder,
 };
 
 use super::summary;
 use crate::cli::{DriveArgs, ResumeArgs, RunArgs};
 use crate::exit::Code;
 use crate::output::{self, Reporter};
-use crate::signals;
+use crate::signals::{self, OnSignal};
 
 /// Prints every input problem with the file name, then the count.
 pub(crate) fn report_input_errors(input: &Path, errors: &[InputError], count: u64) {
@@ -29,7 +30,7 @@ pub(crate) fn report_input_errors(input: &Path, errors: &[InputError], count: u6
 
 pub(crate) async fn run(args: RunArgs) -> Code {
     if args.dry_run {
-        return super::estimate::show(&args.input, &args.drive.plan, args.drive.json);
+        return super::estimate::dry_run(&args).await;
     }
     let reporter = Reporter::new();
     let volley = match build(
@@ -126,12 +127,14 @@ pub(crate) async fn resume(args: ResumeArgs) -> Code {
     drive(&volley, run, &args.drive, &reporter).await
 }
 
-async fn build(
+/// What `drive` and `cancel` both configure: store, simulator, poll interval, progress.
+pub(crate) fn base_builder(
     store: Option<String>,
     simulate: bool,
-    drive: &DriveArgs,
+    sim_processing_ms: u64,
+    poll_interval: Option<u64>,
     reporter: &Arc<Reporter>,
-) -> Result<Volley, Code> {
+) -> VolleyBuilder {
     let sink = reporter.clone();
     let mut builder = Volley::builder().on_event(move |event| sink.event(event));
     if let Some(store) = store {
@@ -139,11 +142,11 @@ async fn build(
     }
     if simulate {
         builder = builder.simulate(SimConfig {
-            processing: std::time::Duration::from_millis(drive.sim_processing_ms),
+            processing: std::time::Duration::from_millis(sim_processing_ms),
             ..SimConfig::default()
         });
     }
-    if let Some(ms) = drive.poll_interval {
+    if let Some(ms) = poll_interval {
         let initial = std::time::Duration::from_millis(ms.max(10));
         let base = if simulate {
             PollPolicy::SIMULATOR
@@ -156,6 +159,22 @@ async fn build(
             ..base
         });
     }
+    builder
+}
+
+async fn build(
+    store: Option<String>,
+    simulate: bool,
+    drive: &DriveArgs,
+    reporter: &Arc<Reporter>,
+) -> Result<Volley, Code> {
+    let mut builder = base_builder(
+        store,
+        simulate,
+        drive.sim_processing_ms,
+        drive.poll_interval,
+        reporter,
+    );
     if let Some(n) = drive.plan.max_batch_requests {
         builder = builder.max_batch_requests(n);
     }
@@ -177,10 +196,23 @@ async fn build(
 async fn drive(volley: &Volley, run: RunRecord, args: &DriveArgs, reporter: &Reporter) -> Code {
     let started = Instant::now();
     let shutdown = CancellationToken::new();
-    signals::install(shutdown.clone(), run.id.clone());
+    let on_signal = if args.cancel_on_exit {
+        OnSignal::CancelRun
+    } else {
+        OnSignal::Stop
+    };
+    signals::install(shutdown.clone(), run.id.clone(), on_signal);
     let counts = volley.store().counts(&run.id).await.unwrap_or_default();
     reporter.start(counts.total, counts.done());
-    let end = volley.drive(&run.id, shutdown).await;
+    let end = if args.cancel_on_exit {
+        // A second signal exits the process: nothing else stops the wait for the cancel.
+        let abort = CancellationToken::new();
+        volley
+            .drive_cancel_on_exit(&run.id, shutdown.clone(), abort)
+            .await
+    } else {
+        volley.drive(&run.id, shutdown.clone()).await
+    };
     reporter.finish();
     let end = match end {
         Ok(end) => end,
@@ -205,30 +237,16 @@ async fn drive(volley: &Volley, run: RunRecord, args: &DriveArgs, reporter: &Rep
             Code::Interrupted
         }
         RunEnd::Completed { counts, .. } => {
-            let out_dir = args
-                .out
-                .clone()
-                .or_else(|| run.out.as_ref().map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from("volley-results").join(&run.id));
-            let path = out_dir.join("results.jsonl");
-            if let Err(e) = volley.write_results(&run.id, &path).await {
-                output::error(&e.to_string());
-                return Code::Usage;
-            }
-            match summary::summarize(volley.catalog(), &path) {
-                Ok(summary) => output::info(&summary.render(&run.id, started.elapsed(), &path)),
-                Err(e) => output::error(&format!("cannot summarise {}: {e}", path.display())),
-            }
-            if counts.skipped > 0 {
-                output::info(&format!(
-                    "{} request(s) skipped: the cost cap left no room for them",
-                    counts.skipped
-                ));
-                Code::CostCap
-            } else if counts.failed + counts.expired + counts.canceled > 0 {
-                Code::Failed
+            finish(volley, &run, args.out.clone(), counts, started, "completed").await
+        }
+        RunEnd::Canceled { counts, .. } => {
+            let code = finish(volley, &run, args.out.clone(), counts, started, "canceled").await;
+            super::cancel::report_canceled(&run.id, counts, reporter);
+            // Canceled because of our signal (--cancel-on-exit): the caller interrupted it.
+            if shutdown.is_cancelled() && code != Code::Usage {
+                Code::Interrupted
             } else {
-                Code::Success
+                code
             }
         }
     };
@@ -239,4 +257,38 @@ async fn drive(volley: &Volley, run: RunRecord, args: &DriveArgs, reporter: &Rep
         }
     }
     code
+}
+
+/// Writes results.jsonl, prints the summary, and says what the counts mean as an exit code.
+pub(crate) async fn finish(
+    volley: &Volley,
+    run: &RunRecord,
+    out: Option<PathBuf>,
+    counts: Counts,
+    started: Instant,
+    ended: &str,
+) -> Code {
+    let out_dir = out
+        .or_else(|| run.out.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("volley-results").join(&run.id));
+    let path = out_dir.join("results.jsonl");
+    if let Err(e) = volley.write_results(&run.id, &path).await {
+        output::error(&e.to_string());
+        return Code::Usage;
+    }
+    match summary::summarize(volley.catalog(), &path) {
+        Ok(summary) => output::info(&summary.render(&run.id, ended, started.elapsed(), &path)),
+        Err(e) => output::error(&format!("cannot summarise {}: {e}", path.display())),
+    }
+    if counts.skipped > 0 {
+        output::info(&format!(
+            "{} request(s) skipped: the cost cap left no room for them",
+            counts.skipped
+        ));
+        Code::CostCap
+    } else if counts.failed + counts.expired + counts.canceled > 0 {
+        Code::Failed
+    } else {
+        Code::Success
+    }
 }

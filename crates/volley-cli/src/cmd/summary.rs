@@ -45,10 +45,17 @@ pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summa
 }
 
 impl Summary {
-    pub(crate) fn render(&self, run_id: &str, elapsed: Duration, path: &Path) -> String {
+    /// `ended`: how the run ended (`completed`, `canceled`).
+    pub(crate) fn render(
+        &self,
+        run_id: &str,
+        ended: &str,
+        elapsed: Duration,
+        path: &Path,
+    ) -> String {
         let mut total = Row::default();
         let mut text = format!(
-            "run {run_id} completed in {:.1}s\n  {:<34} {:>8} {:>9} {:>7} {:>11} {:>11} {:>13} {:>13}\n",
+            "run {run_id} {ended} in {:.1}s\n  {:<34} {:>8} {:>9} {:>7} {:>11} {:>11} {:>13} {:>13}\n",
             elapsed.as_secs_f64(),
             "provider/model",
             "requests",

@@ -8,7 +8,7 @@ use volley_core::ProviderError;
 use volley_core::provider::{
     BatchProvider, RemoteBatch, ResultStream, Submission, SubmissionHint, SubmissionItem,
 };
-use volley_types::{ErrorKind, ProviderKind};
+use volley_types::{ErrorKind, ProviderKind, Request};
 
 use super::{API_VERSION, convert};
 use crate::http::{Endpoint, HttpClient, WireRequest};
@@ -196,5 +196,19 @@ impl BatchProvider for AnthropicProvider {
     async fn release(&self, _remote: &RemoteBatch) -> Result<(), ProviderError> {
         // Anthropic batches upload no files; finished batches are removed by `volley cleanup`.
         Ok(())
+    }
+
+    async fn count_input_tokens(&self, request: &Request) -> Result<Option<u64>, ProviderError> {
+        let url = self.endpoint.url("/v1/messages/count_tokens");
+        let mut call = self.request("count tokens", Method::POST, url);
+        // Counting has no effect at the provider: repeating it is harmless.
+        call.idempotent = true;
+        call.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        call.body = Some(convert::count_tokens_body(request).into());
+        let body = self.call(call).await?;
+        convert::parse_count_tokens(&body)
+            .map(Some)
+            .map_err(|e| protocol("count tokens", e))
     }
 }

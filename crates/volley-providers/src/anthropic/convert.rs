@@ -11,9 +11,9 @@ use volley_core::provider::{ItemOutcome, ItemResult, RemoteBatch, RemotePhase, S
 use volley_types::{ErrorInfo, ErrorKind, Part, ProviderKind, Request, Role, Usage};
 
 use super::wire::{
-    Base64Source, BatchPage, BatchRequest, BatchResult, CitationsConfig, ContentBlock, CreateBatch,
-    DocumentSource, ErrorResponse, JsonSchemaFormat, MessageBatch, MessageParam, MessageParams,
-    OutputConfig, ResponseBlock, ResultLine,
+    Base64Source, BatchPage, BatchRequest, BatchResult, CitationsConfig, ContentBlock,
+    CountTokensParams, CreateBatch, DocumentSource, ErrorResponse, JsonSchemaFormat, MessageBatch,
+    MessageParam, MessageParams, OutputConfig, ResponseBlock, ResultLine, TokensCount,
 };
 use crate::http;
 
@@ -121,6 +121,25 @@ pub fn schemas(items: &[SubmissionItem]) -> Vec<Option<Cow<'_, Value>>> {
         .iter()
         .map(|i| i.request.schema.as_ref().map(strict_schema))
         .collect()
+}
+
+/// The `POST /v1/messages/count_tokens` body for `request`: the same messages, system prompt
+/// and output schema as its batch entry, so the count is what the batch will be billed.
+pub fn count_tokens_body(request: &Request) -> Vec<u8> {
+    let schema = request.schema.as_ref().map(strict_schema);
+    let params = message_params(request, schema.as_deref());
+    let body = CountTokensParams {
+        model: params.model,
+        messages: params.messages,
+        system: params.system,
+        output_config: params.output_config,
+    };
+    serde_json::to_vec(&body).expect("count bodies serialize")
+}
+
+/// Input tokens from a `count_tokens` answer.
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64, String> {
+    http::parse_json::<TokensCount>(body, "token count").map(|c| c.input_tokens)
 }
 
 /// The create-batch body.

@@ -39,6 +39,29 @@ pub struct MessageParams<'a> {
     pub output_config: Option<OutputConfig<'a>>,
 }
 
+/// `POST /v1/messages/count_tokens` body: the Messages parameters that reach the model
+/// (count_tokens takes neither `max_tokens` nor sampling settings).
+#[derive(Debug, Serialize)]
+pub struct CountTokensParams<'a> {
+    /// Model id.
+    pub model: &'a str,
+    /// Conversation.
+    pub messages: Vec<MessageParam<'a>>,
+    /// System prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<&'a str>,
+    /// Structured output (its schema is billed as input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_config: Option<OutputConfig<'a>>,
+}
+
+/// `count_tokens` answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokensCount {
+    /// Input tokens of the request.
+    pub input_tokens: u64,
+}
+
 /// `output_config`.
 #[derive(Debug, Serialize)]
 pub struct OutputConfig<'a> {

@@ -12,7 +12,7 @@ use volley_core::provider::{
     BatchProvider, ItemOutcome, ItemResult, RemoteBatch, RemotePhase, ResultStream, Submission,
     SubmissionHint, SubmissionItem,
 };
-use volley_types::{ErrorKind, ProviderKind};
+use volley_types::{ErrorKind, ProviderKind, Request};
 
 use super::{API_VERSION, INLINE_LIMIT, convert};
 use crate::http::{Endpoint, HttpClient, WireRequest, WireResponse};
@@ -293,10 +293,7 @@ impl BatchProvider for GeminiProvider {
     }
 
     async fn submit(&self, submission: Submission<'_>) -> Result<RemoteBatch, ProviderError> {
-        let model = submission
-            .model
-            .strip_prefix("models/")
-            .unwrap_or(submission.model);
+        let model = convert::model_id(submission.model);
         let (body, uploaded) =
             match convert::inline_body(submission.batch_id, submission.items, self.inline_limit) {
                 Some(body) => (body, None),
@@ -486,6 +483,21 @@ impl BatchProvider for GeminiProvider {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    async fn count_input_tokens(&self, request: &Request) -> Result<Option<u64>, ProviderError> {
+        let model = convert::model_id(&request.model);
+        let url = self.url(&format!("models/{model}:countTokens"));
+        let mut call = self.request("count tokens", Method::POST, url);
+        // Counting has no effect at the provider: repeating it is harmless.
+        call.idempotent = true;
+        call.headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        call.body = Some(convert::count_tokens_body(request).into());
+        let response = self.call(call).await?;
+        convert::parse_count_tokens(&response.body)
+            .map(Some)
+            .map_err(|e| protocol("count tokens", e))
     }
 }
 

@@ -12,10 +12,10 @@ use volley_types::{ErrorInfo, ErrorKind, Part as VPart, ProviderKind, Request, R
 
 use super::JSONL_MIME;
 use super::wire::{
-    BatchOutput, BatchPage, Blob, Content, CreateBatch, ErrorBody, ErrorDetail, FileLine,
-    GenerateContentRequest, GenerateContentResponse, GenerationConfig, InlinedRequest,
-    InlinedRequests, InlinedResponse, InputConfig, NewBatch, NewFile, Operation, Part, RequestKey,
-    ResultLine, Status, UploadStart, UploadedFile,
+    BatchOutput, BatchPage, Blob, Content, CountTokensRequest, CreateBatch, ErrorBody, ErrorDetail,
+    FileLine, GenerateContentRequest, GenerateContentResponse, GenerationConfig, InlinedRequest,
+    InlinedRequests, InlinedResponse, InputConfig, ModelRequest, NewBatch, NewFile, Operation,
+    Part, RequestKey, ResultLine, Status, TokensCount, UploadStart, UploadedFile,
 };
 use crate::http;
 
@@ -44,6 +44,28 @@ pub fn generate_content_request(request: &Request) -> GenerateContentRequest<'_>
             response_json_schema: request.schema.as_ref(),
         },
     }
+}
+
+/// The model id without a `models/` prefix (the path segment of `models/{model}:verb`).
+pub fn model_id(model: &str) -> &str {
+    model.strip_prefix("models/").unwrap_or(model)
+}
+
+/// The `models/{model}:countTokens` body for `request`: the same request a batch sends, with
+/// its model, wrapped in `generateContentRequest`.
+pub fn count_tokens_body(request: &Request) -> Vec<u8> {
+    let body = CountTokensRequest {
+        generate_content_request: ModelRequest {
+            model: format!("models/{}", model_id(&request.model)),
+            request: generate_content_request(request),
+        },
+    };
+    serde_json::to_vec(&body).expect("count bodies serialize")
+}
+
+/// Input tokens from a `countTokens` answer.
+pub fn parse_count_tokens(body: &[u8]) -> Result<u64, String> {
+    http::parse_json::<TokensCount>(body, "token count").map(|c| c.total_tokens)
 }
 
 /// PDFs and images go as base64 `inlineData`; text documents as text, so the model reads

@@ -82,6 +82,34 @@ pub struct GenerateContentRequest<'a> {
     pub generation_config: GenerationConfig<'a>,
 }
 
+/// `POST /v1beta/models/{model}:countTokens` body: the whole request, so the system
+/// instruction and the response schema are counted too.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountTokensRequest<'a> {
+    /// The request as a batch would send it, with its model.
+    pub generate_content_request: ModelRequest<'a>,
+}
+
+/// A `GenerateContentRequest` with its `model` (`models/…`), as `countTokens` requires.
+#[derive(Debug, Serialize)]
+pub struct ModelRequest<'a> {
+    /// `models/{model}`.
+    pub model: String,
+    /// The rest of the request.
+    #[serde(flatten)]
+    pub request: GenerateContentRequest<'a>,
+}
+
+/// `countTokens` answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokensCount {
+    /// Input tokens of the request (absent on an empty one).
+    #[serde(default)]
+    pub total_tokens: u64,
+}
+
 /// `Content`: a turn (or the system instruction, which has no role).
 #[derive(Debug, Serialize)]
 pub struct Content<'a> {

@@ -10,7 +10,7 @@ use volley_core::provider::{
     BatchProvider, ItemOutcome, RemoteBatch, ResultStream, Submission, SubmissionHint,
     SubmissionItem,
 };
-use volley_types::{ErrorKind, ProviderKind};
+use volley_types::{ErrorKind, ProviderKind, Request};
 
 use super::convert::{self, ResultFiles};
 use super::wire::FileObject;
@@ -346,5 +346,16 @@ impl BatchProvider for OpenAiProvider {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    async fn count_input_tokens(&self, request: &Request) -> Result<Option<u64>, ProviderError> {
+        let url = self.endpoint.url("/responses/input_tokens");
+        let mut call = self.json("count tokens", url, convert::input_tokens_body(request));
+        // Counting has no effect at the provider: repeating it is harmless.
+        call.idempotent = true;
+        let body = self.call(call).await?;
+        convert::parse_input_tokens(&body)
+            .map(Some)
+            .map_err(|e| protocol("count tokens", e))
     }
 }

@@ -13,8 +13,9 @@ use volley_types::{ErrorInfo, ErrorKind, Part, ProviderKind, Request, Role, Usag
 
 use super::wire::{
     Batch, BatchLine, BatchPage, ChatCompletion, ChatMessage, ChatRequest, ContentPart,
-    CreateBatch, ErrorResponse, FileData, FileObject, FilePage, ImageUrl, JsonSchema,
-    MessageContent, OutputLine, ResponseFormat,
+    CreateBatch, ErrorResponse, FileData, FileObject, FilePage, ImageUrl, InputContent,
+    InputMessage, InputPart, InputTokensCount, InputTokensRequest, JsonSchema, MessageContent,
+    OutputLine, ResponseFormat, TextConfig, TextFormat,
 };
 use super::{CHAT_COMPLETIONS, COMPLETION_WINDOW, METADATA_BATCH_ID, METADATA_RUN_ID};
 use crate::http;
@@ -111,6 +112,68 @@ fn content_part(part: &Part) -> ContentPart<'_> {
             },
         },
     }
+}
+
+/// The `POST /v1/responses/input_tokens` body for `request`. OpenAI counts tokens only for the
+/// Responses API, so this is the Responses form of exactly the Chat Completions request the
+/// batch sends: the system message becomes `instructions`, parts become `input_*` parts, the
+/// response format becomes `text.format`.
+pub fn input_tokens_body(request: &Request) -> Vec<u8> {
+    let schema = request.schema.as_ref().map(strict_schema);
+    let chat = chat_request(request, schema.as_deref());
+    let mut instructions = None;
+    let mut input = Vec::with_capacity(chat.messages.len());
+    for message in chat.messages {
+        let content = match message.content {
+            MessageContent::Text(text) if message.role == "system" => {
+                instructions = Some(text);
+                continue;
+            }
+            MessageContent::Text(text) => InputContent::Text(text),
+            MessageContent::Parts(parts) => InputContent::Parts(
+                parts
+                    .into_iter()
+                    .map(|part| match part {
+                        ContentPart::Text { text } if message.role == "assistant" => {
+                            InputPart::OutputText { text }
+                        }
+                        ContentPart::Text { text } => InputPart::InputText { text },
+                        ContentPart::ImageUrl { image_url } => InputPart::InputImage {
+                            image_url: image_url.url,
+                            detail: "auto",
+                        },
+                        ContentPart::File { file } => InputPart::InputFile {
+                            filename: file.filename,
+                            file_data: file.file_data,
+                        },
+                    })
+                    .collect(),
+            ),
+        };
+        input.push(InputMessage {
+            role: message.role,
+            content,
+        });
+    }
+    let body = InputTokensRequest {
+        model: chat.model,
+        instructions,
+        input,
+        text: chat.response_format.map(|format| TextConfig {
+            format: TextFormat {
+                kind: format.kind,
+                name: format.json_schema.name,
+                schema: format.json_schema.schema,
+                strict: format.json_schema.strict,
+            },
+        }),
+    };
+    serde_json::to_vec(&body).expect("count bodies serialize")
+}
+
+/// Input tokens from a `responses/input_tokens` answer.
+pub fn parse_input_tokens(body: &[u8]) -> Result<u64, String> {
+    http::parse_json::<InputTokensCount>(body, "input token count").map(|c| c.input_tokens)
 }
 
 /// OpenAI's strict structured outputs require, on every object schema,

@@ -115,6 +115,99 @@ pub struct JsonSchema<'a> {
     pub strict: bool,
 }
 
+/// `POST /v1/responses/input_tokens` body: the Responses form of a Chat Completions request
+/// (OpenAI counts input tokens only for Responses; the content is the same).
+#[derive(Debug, Serialize)]
+pub struct InputTokensRequest<'a> {
+    /// Model id.
+    pub model: &'a str,
+    /// The system prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<&'a str>,
+    /// The conversation.
+    pub input: Vec<InputMessage<'a>>,
+    /// Structured output (its schema is billed as input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextConfig<'a>>,
+}
+
+/// A Responses input message (`EasyInputMessage`).
+#[derive(Debug, Serialize)]
+pub struct InputMessage<'a> {
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    /// A string or parts.
+    pub content: InputContent<'a>,
+}
+
+/// Responses message content.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum InputContent<'a> {
+    /// Plain text.
+    Text(&'a str),
+    /// Parts.
+    Parts(Vec<InputPart<'a>>),
+}
+
+/// A Responses content part.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InputPart<'a> {
+    /// Text of a user message.
+    InputText {
+        /// The text.
+        text: Cow<'a, str>,
+    },
+    /// Text of an assistant message.
+    OutputText {
+        /// The text.
+        text: Cow<'a, str>,
+    },
+    /// An image.
+    InputImage {
+        /// Its data URL.
+        image_url: String,
+        /// `auto`, as Chat Completions defaults to.
+        detail: &'static str,
+    },
+    /// A file (PDF), inlined.
+    InputFile {
+        /// Shown to the model.
+        filename: Cow<'a, str>,
+        /// A `data:` URL.
+        file_data: String,
+    },
+}
+
+/// Responses `text`.
+#[derive(Debug, Serialize)]
+pub struct TextConfig<'a> {
+    /// The output format.
+    pub format: TextFormat<'a>,
+}
+
+/// `{"type": "json_schema", "name", "schema", "strict"}`.
+#[derive(Debug, Serialize)]
+pub struct TextFormat<'a> {
+    /// Always `json_schema`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A label.
+    pub name: &'static str,
+    /// The schema, made strict-compatible.
+    pub schema: &'a Value,
+    /// As in the batch request.
+    pub strict: bool,
+}
+
+/// `POST /v1/responses/input_tokens` answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InputTokensCount {
+    /// Input tokens of the request.
+    pub input_tokens: u64,
+}
+
 /// `POST /batches` body.
 #[derive(Debug, Serialize)]
 pub struct CreateBatch<'a> {

@@ -43,6 +43,7 @@ async fn stats_count_duplicate_submissions_across_batches() {
             max_submissions_per_custom_id: 3,
             files_uploaded: 0,
             files_stored: 0,
+            batches_canceled: 0,
         }
     );
     let (status, body) = admin(&api, reqwest::Method::GET, "/_sim/stats", None).await;

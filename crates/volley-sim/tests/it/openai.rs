@@ -402,6 +402,95 @@ async fn responses_batches_and_realtime() {
 }
 
 #[tokio::test]
+async fn input_tokens_count_what_responses_and_chat_bill() {
+    let sim = sim(0).await;
+    let oa = Oa::new(&sim);
+    let schema = json!({"type": "object", "properties": {"label": {"type": "string"}},
+                        "required": ["label"], "additionalProperties": false});
+    let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==";
+    let pdf = "data:application/pdf;base64,JVBERi0xLjQKJSVFT0YK";
+    let counted = oa
+        .post(
+            "/responses/input_tokens",
+            &json!({"model": "gpt-5-mini", "instructions": "Be brief.",
+                    "input": [{"role": "user", "content": [
+                        {"type": "input_file", "filename": "a.pdf", "file_data": pdf},
+                        {"type": "input_image", "image_url": png, "detail": "auto"},
+                        {"type": "input_text", "text": "Label these."}]},
+                      {"role": "assistant", "content": "Sure."},
+                      {"role": "user", "content": "Go on."}],
+                    "text": {"format": {"type": "json_schema", "name": "l", "strict": true,
+                                        "schema": schema}}}),
+        )
+        .await;
+    assert_eq!(counted.status, 200, "{}", counted.text);
+    assert_eq!(counted.body["object"], "response.input_tokens");
+    let tokens = counted.body["input_tokens"].as_u64().unwrap();
+    // The same request through Chat Completions is billed exactly that.
+    let chat = oa
+        .post(
+            "/chat/completions",
+            &json!({"model": "gpt-5-mini", "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}},
+                    {"type": "image_url", "image_url": {"url": png}},
+                    {"type": "text", "text": "Label these."}]},
+                {"role": "assistant", "content": "Sure."},
+                {"role": "user", "content": "Go on."}],
+                "response_format": {"type": "json_schema",
+                                    "json_schema": {"name": "l", "strict": true, "schema": schema}}}),
+        )
+        .await;
+    assert_eq!(chat.status, 200, "{}", chat.text);
+    assert_eq!(chat.body["usage"]["prompt_tokens"], tokens);
+    // And through Responses.
+    let rt = oa
+        .post(
+            "/responses",
+            &json!({"model": "gpt-5-mini", "input": "Hi there."}),
+        )
+        .await;
+    let c = oa
+        .post(
+            "/responses/input_tokens",
+            &json!({"model": "gpt-5-mini", "input": "Hi there."}),
+        )
+        .await;
+    assert_eq!(c.body["input_tokens"], rt.body["usage"]["input_tokens"]);
+
+    // The same validation as /v1/responses, and only the count's parameters.
+    for (body, param) in [
+        (json!({"model": "gpt-5-mini"}), json!("input")),
+        // OpenAI names no param for a missing model ("you must provide a model parameter").
+        (json!({"input": "x"}), Value::Null),
+        (
+            json!({"model": "m", "input": [{"role": "robot", "content": "x"}]}),
+            json!("input[0].role"),
+        ),
+    ] {
+        let e = oa.post("/responses/input_tokens", &body).await;
+        let err = e.assert_openai_error(400, "invalid_request_error");
+        assert_eq!(err["param"], param, "{}", e.text);
+    }
+    let e = oa
+        .post(
+            "/responses/input_tokens",
+            &json!({"model": "m", "input": "x", "max_output_tokens": 20}),
+        )
+        .await;
+    let err = e.assert_openai_error(400, "invalid_request_error");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_output_tokens"),
+        "{}",
+        e.text
+    );
+}
+
+#[tokio::test]
 async fn chat_completions_shapes_schemas_and_errors() {
     let sim = sim(0).await;
     let oa = Oa::new(&sim);

@@ -4,6 +4,7 @@ mod cap;
 mod common;
 mod files;
 mod import;
+mod intents;
 mod lifecycle;
 mod outcomes;
 mod runs;

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use volley_core::StoreError;
 use volley_core::store::{
-    Admission, BatchItem, BatchRecord, Group, NewBatch, NewRequest, NewRun, Outcome,
-    PendingRequest, RunRecord, Store,
+    Admission, BatchItem, BatchRecord, Group, IntentAction, IntentStart, NewBatch, NewRequest,
+    NewRun, OpenIntent, Outcome, PendingRequest, RunRecord, Store,
 };
 use volley_store::SqliteStore;
 use volley_types::{Counts, RunState};
@@ -463,5 +463,28 @@ impl Store for FrozenClockStore {
     ) -> Result<Vec<(u64, String)>, StoreError> {
         let run_id = run_id.to_owned();
         frozen!(self, |s| s.results(&run_id, after_seq, limit))
+    }
+    async fn begin_intent(
+        &self,
+        batch_id: &str,
+        action: IntentAction,
+        at: Timestamp,
+        detail: Option<&str>,
+    ) -> Result<IntentStart, StoreError> {
+        let (batch_id, detail) = (batch_id.to_owned(), detail.map(str::to_owned));
+        frozen!(self, |s| s.begin_intent(
+            &batch_id,
+            action,
+            at,
+            detail.as_deref()
+        ))
+    }
+    async fn finish_intent(&self, batch_id: &str, action: IntentAction) -> Result<(), StoreError> {
+        let batch_id = batch_id.to_owned();
+        frozen!(self, |s| s.finish_intent(&batch_id, action))
+    }
+    async fn open_intents(&self, run_id: &str) -> Result<Vec<OpenIntent>, StoreError> {
+        let run_id = run_id.to_owned();
+        frozen!(self, |s| s.open_intents(&run_id))
     }
 }

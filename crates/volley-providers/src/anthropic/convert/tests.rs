@@ -209,3 +209,24 @@ fn strict_schema_keeps_explicit_choices() {
     let already = json!({"type":"string"});
     assert!(matches!(strict_schema(&already), Cow::Borrowed(_)));
 }
+
+#[test]
+fn count_tokens_body_has_what_the_batch_bills_and_nothing_else() {
+    let mut r = request(vec![Message::user("Extract")]);
+    r.system = Some("You are terse.".into());
+    r.temperature = Some(0.5);
+    r.schema = Some(json!({"type": "object", "properties": {"name": {"type": "string"}}}));
+    let body: Value = serde_json::from_slice(&count_tokens_body(&r)).unwrap();
+    assert_json_snapshot!(body);
+    // The same messages, system prompt and strict schema as the batch entry.
+    let entry = &self::body(&[item("q-1", r)])["requests"][0]["params"];
+    for key in ["model", "messages", "system", "output_config"] {
+        assert_eq!(body[key], entry[key], "{key}");
+    }
+    assert_eq!(parse_count_tokens(br#"{"input_tokens": 42}"#), Ok(42));
+    assert!(
+        parse_count_tokens(b"{}")
+            .unwrap_err()
+            .contains("token count")
+    );
+}

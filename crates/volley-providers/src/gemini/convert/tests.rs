@@ -470,3 +470,22 @@ fn garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn count_tokens_body_wraps_the_batch_request_with_its_model() {
+    let mut r = request(vec![Message::user("Label it.")]);
+    r.model = "models/gemini-2.5-flash".into();
+    r.system = Some("You are terse.".into());
+    r.schema = Some(json!({"type": "object"}));
+    let body: Value = serde_json::from_slice(&count_tokens_body(&r)).unwrap();
+    assert_json_snapshot!(body);
+    let line: Value = serde_json::from_slice(&jsonl(&[item("q-1", r)])).unwrap();
+    let mut counted = body["generateContentRequest"].clone();
+    assert_eq!(
+        counted.as_object_mut().unwrap().remove("model"),
+        Some(json!("models/gemini-2.5-flash"))
+    );
+    assert_eq!(counted, line["request"]);
+    assert_eq!(parse_count_tokens(br#"{"totalTokens": 12}"#), Ok(12));
+    assert_eq!(parse_count_tokens(b"{}"), Ok(0));
+}

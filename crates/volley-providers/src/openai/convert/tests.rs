@@ -391,3 +391,49 @@ fn strict_schema_keeps_explicit_choices_and_property_names() {
     let already = json!({"type":"string"});
     assert!(matches!(strict_schema(&already), Cow::Borrowed(_)));
 }
+
+#[test]
+fn input_tokens_body_is_the_responses_form_of_the_batch_line() {
+    let mut r = request(vec![
+        volley_types::Message {
+            role: Role::User,
+            content: vec![
+                Part::Document {
+                    media_type: "application/pdf".into(),
+                    data: "JVBERi0=".into(),
+                    name: Some("report.pdf".into()),
+                },
+                Part::Image {
+                    media_type: "image/png".into(),
+                    data: "iVBORw==".into(),
+                },
+                Part::Text {
+                    text: "Summarise both.".into(),
+                },
+            ],
+        },
+        volley_types::Message {
+            role: Role::Assistant,
+            content: vec![Part::Text {
+                text: "Done.".into(),
+            }],
+        },
+        Message::user("Now as JSON."),
+    ]);
+    r.system = Some("You are terse.".into());
+    r.temperature = Some(0.5);
+    r.schema = Some(json!({"type": "object", "properties": {"a": {"type": "string"}}}));
+    let body: Value = serde_json::from_slice(&input_tokens_body(&r)).unwrap();
+    assert_json_snapshot!(body);
+    let line = jsonl(&item("q-1", r));
+    assert_eq!(body["instructions"], line["body"]["messages"][0]["content"]);
+    assert_eq!(
+        body["text"]["format"]["schema"],
+        line["body"]["response_format"]["json_schema"]["schema"]
+    );
+    assert_eq!(
+        parse_input_tokens(br#"{"object": "response.input_tokens", "input_tokens": 7}"#),
+        Ok(7)
+    );
+    assert!(parse_input_tokens(b"[]").is_err());
+}
