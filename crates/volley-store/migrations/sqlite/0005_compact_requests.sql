@@ -14,7 +14,7 @@
 -- * `attempts`: only submissions that sent a request back for another try (the final one is
 --   in `results`).
 -- * The unique index on (run, custom id) is gone: custom ids derive from the input ids, which
---   the import has already checked are unique (decision 0010).
+--   the import has already checked are unique (decisions 0004, 0011).
 --
 -- `requests.state`: 0 pending, 1 batched (in `batch`), then the final status:
 -- 2 succeeded, 3 failed, 4 canceled, 5 expired, 6 skipped. `batch` stays set on a decided

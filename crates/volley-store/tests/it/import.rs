@@ -46,7 +46,7 @@ async fn a_repeated_chunk_is_ignored() {
     store.insert_requests("r", &requests).await.unwrap();
     assert_eq!(store.counts("r").await.unwrap().total, 4);
     // Custom ids are not checked here: the import derives them from ids it has checked are
-    // unique (decision 0010), and a second index over them cost a B-tree insert a request.
+    // unique (decision 0011), and a second index over them cost a B-tree insert a request.
 }
 
 #[tokio::test]
