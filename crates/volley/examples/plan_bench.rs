@@ -8,7 +8,9 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::{BufWriter, Write};
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,42 +91,6 @@ async fn measure<T>(name: &'static str, f: impl std::future::Future<Output = T>)
     (out, phase)
 }
 
-const REVIEWS: [&str; 6] = [
-    "the parcel arrived two days late and the box was crushed, but the kettle inside works fine",
-    "excellent support: they answered within an hour and replaced the broken lid for free",
-    "battery life is half of what the listing promised; returning it",
-    "does exactly what it says, nothing more, nothing less",
-    "the colour is different from the photos and the strap feels cheap",
-    "bought a second one for my parents, they love it",
-];
-
-/// `n` JSONL requests over three providers (60% Claude, 25% GPT, 15% Gemini); a fifth carry an
-/// output schema.
-fn write_input(path: &std::path::Path, n: u64) -> std::io::Result<u64> {
-    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    for i in 0..n {
-        let model = match i % 20 {
-            0..=11 => "claude-haiku-4-5",
-            12..=16 => "gpt-4o-mini",
-            _ => "gemini-2.5-flash",
-        };
-        let review = REVIEWS[(i % 6) as usize];
-        if i % 5 == 0 {
-            writeln!(
-                out,
-                r#"{{"id":"r{i}","model":"{model}","system":"You label product reviews. Answer only with JSON.","prompt":"Label review {i}: {review}","schema":{{"type":"object","properties":{{"sentiment":{{"type":"string","enum":["positive","neutral","negative"]}}}},"required":["sentiment"]}},"max_tokens":32}}"#
-            )?;
-        } else {
-            writeln!(
-                out,
-                r#"{{"id":"r{i}","model":"{model}","prompt":"Classify the sentiment of review {i}: {review}","max_tokens":64}}"#
-            )?;
-        }
-    }
-    out.flush()?;
-    Ok(std::fs::metadata(path)?.len())
-}
-
 fn providers() -> Providers {
     // Planning makes no call: the endpoints are never reached.
     let http = HttpClient::new(Default::default());
@@ -160,7 +126,8 @@ fn main() {
 async fn bench(n: u64) {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let input = dir.path().join("input.jsonl");
-    let bytes = write_input(&input, n).expect("the input is written");
+    let bytes = synthetic::write_input(&input, n, &synthetic::Mix::ThreeProviders)
+        .expect("the input is written");
     eprintln!(
         "{n} requests, {:.1} MB of JSONL, in {}",
         bytes as f64 / 1e6,
