@@ -134,11 +134,8 @@ impl SqliteStore {
                     .pragma("wal_autocheckpoint", "10000")
                     // Readers: 8 MiB of page cache each.
                     .pragma("cache_size", "-8192");
-                let writer = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    // The writer: 64 MiB of page cache (bounded, so memory stays flat).
-                    .connect_with(options.clone().pragma("cache_size", "-65536"))
+                // The writer: 64 MiB of page cache (bounded, so memory stays flat).
+                let writer = connect_writer(options.clone().pragma("cache_size", "-65536"))
                     .await
                     .map_err(|e| fail(format!("open: {e}{}", storage_hint(&e, &shown))))?;
                 let reader = SqlitePoolOptions::new()
@@ -1419,6 +1416,31 @@ fn open_intent_from_row(row: &SqliteRow) -> Result<OpenIntent, StoreError> {
         detail: row.try_get(4).map_err(get)?,
         batch_id,
     })
+}
+
+/// Connects the writer. Switching a new file to WAL needs a moment alone with it, and SQLite
+/// answers "database is locked" at once (no busy wait) when another process is migrating the
+/// same new file: that is tried again for up to [`BUSY_TIMEOUT`].
+async fn connect_writer(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let connected = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        match connected {
+            Err(e)
+                if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("5")
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// What the user can do about an SQLite error caused by the disk: a read-only or full file
