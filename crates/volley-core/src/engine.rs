@@ -349,6 +349,15 @@ impl Engine {
         })
     }
 
+    /// The configured provider of `kind`.
+    fn provider(&self, kind: ProviderKind) -> Result<Arc<dyn BatchProvider>, EngineError> {
+        self.inner
+            .providers
+            .get(kind)
+            .cloned()
+            .ok_or(EngineError::MissingProvider(kind))
+    }
+
     /// A batch as stored now.
     async fn batch_record(&self, run_id: &str, batch_id: &str) -> Result<BatchRecord, StoreError> {
         self.inner
@@ -518,12 +527,7 @@ impl Engine {
         }
         for batch in admit {
             let batch = batch.clone();
-            let provider = self
-                .inner
-                .providers
-                .get(batch.group.provider)
-                .cloned()
-                .ok_or(EngineError::MissingProvider(batch.group.provider))?;
+            let provider = self.provider(batch.group.provider)?;
             active.insert(batch.id.clone(), batch.group.provider);
             let engine = self.clone();
             let shutdown = shutdown.clone();
@@ -808,12 +812,7 @@ impl Engine {
             if unsettled.contains(&kind) {
                 continue;
             }
-            let provider = self
-                .inner
-                .providers
-                .get(kind)
-                .cloned()
-                .ok_or(EngineError::MissingProvider(kind))?;
+            let provider = self.provider(kind)?;
             let _one_at_a_time = self.inner.submitting[&kind].lock().await;
             let items = store.batch_items(&batch.id).await?;
             match self.reconcile(provider.as_ref(), &batch, &items).await {

@@ -13,18 +13,10 @@ use crate::signals::{self, OnSignal};
 pub(crate) async fn cancel(args: CancelArgs) -> Code {
     let started = Instant::now();
     let reporter = Reporter::new();
-    let probe = match super::open_store(args.store.store.clone()).await {
-        Ok(volley) => volley,
+    let run = match super::stored_run(args.store.store.clone(), &args.run).await {
+        Ok(run) => run,
         Err(code) => return code,
     };
-    let run = match probe.run(&args.run).await {
-        Ok(run) => run,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Code::Usage;
-        }
-    };
-    drop(probe);
     if run.options.simulate {
         output::info(
             "this run was made with --simulate: its batches lived in that process's simulator, so they are collected as canceled",

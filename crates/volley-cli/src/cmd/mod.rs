@@ -25,6 +25,16 @@ pub(crate) async fn dispatch(cli: Cli) -> Code {
     }
 }
 
+/// A stored run, looked up in a store opened without providers (the providers a run needs
+/// depend on how it was made: `--simulate` or not).
+async fn stored_run(store: Option<String>, run: &str) -> Result<volley::RunRecord, Code> {
+    let probe = open_store(store).await?;
+    probe.run(run).await.map_err(|e| {
+        crate::output::error(&e.to_string());
+        Code::Usage
+    })
+}
+
 /// Opens the store without providers (for read-only commands).
 async fn open_store(store: Option<String>) -> Result<volley::Volley, Code> {
     let mut builder = volley::Volley::builder().providers(volley::ProviderSetup::default());

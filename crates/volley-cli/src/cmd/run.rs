@@ -101,18 +101,10 @@ pub(crate) async fn run(args: RunArgs) -> Code {
 pub(crate) async fn resume(args: ResumeArgs) -> Code {
     let reporter = Reporter::new();
     // A run created with --simulate resumes against a simulator too.
-    let probe = match super::open_store(args.store.store.clone()).await {
-        Ok(volley) => volley,
+    let run = match super::stored_run(args.store.store.clone(), &args.run).await {
+        Ok(run) => run,
         Err(code) => return code,
     };
-    let run = match probe.run(&args.run).await {
-        Ok(run) => run,
-        Err(e) => {
-            output::error(&e.to_string());
-            return Code::Usage;
-        }
-    };
-    drop(probe);
     let simulate = args.drive.simulate || run.options.simulate;
     if run.options.simulate && !args.drive.simulate {
         output::info(

@@ -121,19 +121,7 @@ async fn cancel_on_exit_cancels_remote_batches_on_the_first_sigint() {
     let input = write_input(dir.path(), 200);
     let mut cmd = run_cmd(dir.path(), &sim, &input);
     cmd.arg("--cancel-on-exit");
-    let (run_id, code, rest) = tokio::task::spawn_blocking(move || {
-        let mut started = start_until_submitted(cmd, 4);
-        let pid = started.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
-        let rest: Vec<String> = started.rest.map_while(Result::ok).collect();
-        let status = started.child.wait().unwrap();
-        (started.run_id, status.code(), rest.join("\n"))
-    })
-    .await
-    .unwrap();
+    let (run_id, code, rest) = interrupt_when_submitted(cmd, 4).await;
     assert_eq!(code, Some(130), "{rest}");
     assert!(rest.contains("--cancel-on-exit"), "{rest}");
     assert!(

@@ -103,19 +103,7 @@ async fn sigint_saves_state_exits_130_and_resume_finishes_without_resubmitting()
         "--out",
         "out",
     ]);
-    let (run_id, code, rest) = tokio::task::spawn_blocking(move || {
-        let mut started = start_until_submitted(cmd, 3);
-        let pid = started.child.id().to_string();
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap();
-        let rest: Vec<String> = started.rest.map_while(Result::ok).collect();
-        let status = started.child.wait().unwrap();
-        (started.run_id, status.code(), rest.join("\n"))
-    })
-    .await
-    .unwrap();
+    let (run_id, code, rest) = interrupt_when_submitted(cmd, 3).await;
     assert_eq!(code, Some(130), "{rest}");
     assert!(rest.contains(&format!("volley resume {run_id}")), "{rest}");
 

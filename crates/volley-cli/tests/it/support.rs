@@ -125,3 +125,21 @@ pub(crate) fn start_until_submitted(mut cmd: Command, batches: usize) -> Started
         rest: lines,
     }
 }
+
+/// Starts `cmd`, sends it SIGINT once `batches` batches are submitted, and reads the rest of its
+/// stderr: the run id, the exit code and that stderr.
+pub(crate) async fn interrupt_when_submitted(
+    cmd: Command,
+    batches: usize,
+) -> (String, Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut started = start_until_submitted(cmd, batches);
+        let pid = started.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        let rest: Vec<String> = started.rest.map_while(Result::ok).collect();
+        let status = started.child.wait().unwrap();
+        (started.run_id, status.code(), rest.join("\n"))
+    })
+    .await
+    .unwrap()
+}

@@ -58,12 +58,7 @@ impl Engine {
             if !batch.state.is_open() {
                 continue;
             }
-            let provider = self
-                .inner
-                .providers
-                .get(batch.group.provider)
-                .cloned()
-                .ok_or(EngineError::MissingProvider(batch.group.provider))?;
+            let provider = self.provider(batch.group.provider)?;
             let engine = self.clone();
             let stop = stop.clone();
             tasks.spawn(async move {
