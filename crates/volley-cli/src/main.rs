@@ -9,6 +9,12 @@ mod signals;
 
 use clap::Parser;
 
+/// mimalloc gives freed memory back to the system, so the process's RSS follows what a run
+/// holds now instead of the highest it ever held (glibc's per-thread arenas kept the peak of
+/// every batch collected; bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     output::init_logging(cli.verbose);

@@ -28,7 +28,9 @@ use crate::provider::{
 };
 use crate::retry::RetryPolicy;
 use crate::run_id::batch_id;
-use crate::store::{Admission, BatchItem, BatchRecord, Group, NewBatch, Outcome, Store};
+use crate::store::{
+    Admission, BatchItem, BatchRecord, Group, NewBatch, Outcome, Store, collection_view,
+};
 use crate::{ProviderError, StoreError};
 
 mod cancel;
@@ -190,7 +192,13 @@ struct Inner {
     /// batches carry no tag of ours and are recognised by time and size
     /// (docs/decisions/0005-anthropic-reconciliation.md).
     submitting: HashMap<ProviderKind, tokio::sync::Mutex<()>>,
+    /// Collections at once, across providers. Each holds its batch's requests and a chunk of
+    /// results; the store takes one writer anyway, so more would add memory, not speed.
+    collecting: tokio::sync::Semaphore,
 }
+
+/// Batches collected at once (see `Inner::collecting`).
+const COLLECTIONS_AT_ONCE: usize = 2;
 
 /// Drives runs to completion.
 #[derive(Clone)]
@@ -218,6 +226,7 @@ impl Engine {
                     .into_iter()
                     .map(|kind| (kind, tokio::sync::Mutex::new(())))
                     .collect(),
+                collecting: tokio::sync::Semaphore::new(COLLECTIONS_AT_ONCE),
             }),
         }
     }
@@ -550,7 +559,6 @@ impl Engine {
     ) -> Result<(), BatchError> {
         let max_attempts = limits.max_attempts;
         let store = &self.inner.store;
-        let mut items = store.batch_items(&batch.id).await?;
         let remote = match batch.state {
             BatchState::Planned => {
                 if shutdown.is_cancelled() {
@@ -560,6 +568,9 @@ impl Engine {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
+                // Read under the lock: only the batch being created holds its requests, not
+                // every admitted batch waiting for its turn.
+                let mut items = store.batch_items(&batch.id).await?;
                 match self
                     .submit(provider.as_ref(), &batch, &mut items, limits)
                     .await
@@ -596,6 +607,15 @@ impl Engine {
         else {
             return Ok(());
         };
+        // Read again to collect: a batch holds none of its requests while it waits, which
+        // may take hours, so memory does not grow with the batches in flight.
+        let _slot = self
+            .inner
+            .collecting
+            .acquire()
+            .await
+            .map_err(|_| BatchError::Transient("the engine is shutting down".into()))?;
+        let items = store.batch_items_to_collect(&batch.id).await?;
         self.finish_batch(
             provider.as_ref(),
             &batch,
@@ -670,11 +690,16 @@ impl Engine {
                 .no_room(batch, items, limits, available_usd, needed_usd)
                 .await;
         }
+        // The requests move into the submission and the items keep what collection reads, so
+        // a batch is never held twice and holds little while it is polled.
         let submission_items: Vec<SubmissionItem> = items
-            .iter()
-            .map(|i| SubmissionItem {
-                custom_id: i.custom_id.clone(),
-                request: i.request.clone(),
+            .iter_mut()
+            .map(|i| {
+                let kept = collection_view(&i.request);
+                SubmissionItem {
+                    custom_id: i.custom_id.clone(),
+                    request: std::mem::replace(&mut i.request, kept),
+                }
             })
             .collect();
         let created = provider
@@ -685,6 +710,7 @@ impl Engine {
                 items: &submission_items,
             })
             .await;
+        drop(submission_items);
         match created {
             Ok(remote) => {
                 store

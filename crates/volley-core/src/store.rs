@@ -164,6 +164,27 @@ pub struct BatchItem {
     pub request: Request,
 }
 
+/// What collecting a request's result reads of it: its id and metadata for the result line,
+/// its output bound and citations flag, and whether it asked for structured output (an empty
+/// object stands in for its schema). Messages and system prompt are left out, so the requests
+/// of a batch being collected take little memory.
+pub fn collection_view(request: &Request) -> Request {
+    Request {
+        id: request.id.clone(),
+        model: String::new(),
+        messages: Vec::new(),
+        system: None,
+        max_tokens: request.max_tokens,
+        temperature: None,
+        schema: request
+            .schema
+            .as_ref()
+            .map(|_| serde_json::Value::Object(serde_json::Map::new())),
+        citations: request.citations,
+        metadata: request.metadata.clone(),
+    }
+}
+
 /// What collection decided for one request of a batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -314,6 +335,15 @@ pub trait Store: Send + Sync {
     async fn remote_ids(&self, provider: ProviderKind) -> Result<Vec<String>, StoreError>;
     /// The requests of a batch, in seq order.
     async fn batch_items(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError>;
+    /// [`Store::batch_items`] as collection needs them: each request is its
+    /// [`collection_view`], which a store may read without parsing the stored bodies in full.
+    async fn batch_items_to_collect(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
+        let mut items = self.batch_items(batch_id).await?;
+        for item in &mut items {
+            item.request = collection_view(&item.request);
+        }
+        Ok(items)
+    }
 
     /// Intent: the create call is about to be made. With a cap, the batch's worst case is
     /// reserved in the same transaction, or nothing is written and `NoRoom` says why. The cap

@@ -334,6 +334,84 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The items of a batch in pages of JSON (one row back per page, not per request), in one
+    /// snapshot; `body` is the SQL for each request's JSON (over `request_bodies b`).
+    async fn read_batch_items(
+        &self,
+        batch_id: &str,
+        body: &'static str,
+    ) -> Result<Vec<BatchItem>, StoreError> {
+        let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
+        let batch = sqlx::query(
+            "SELECT b.key, r.key, b.first_seq, b.last_seq, \
+             CASE WHEN b.state IN ('submitted', 'collected') THEN 1 ELSE 0 END \
+             FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = $1",
+        )
+        .bind(batch_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.db("read a batch"))?
+        .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
+        let get = |e: sqlx::Error| StoreError::Corrupt(format!("batch {batch_id}: {e}"));
+        let key: i64 = batch.try_get(0).map_err(get)?;
+        let run: i64 = batch.try_get(1).map_err(get)?;
+        let first_seq: i64 = batch.try_get(2).map_err(get)?;
+        let last_seq: i64 = batch.try_get(3).map_err(get)?;
+        let submitted: i64 = batch.try_get(4).map_err(get)?;
+        let sql = format!(
+            "SELECT '[' || COALESCE(group_concat( \
+                        '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
+                        || ',' || body || ']', \
+                        ',' ORDER BY seq), '') || ']' \
+             FROM (SELECT r.seq, b.custom_id, r.retries + $5 AS attempts, {body} AS body \
+                   FROM requests r \
+                   JOIN request_bodies b ON b.run = r.run AND b.seq = r.seq \
+                   WHERE r.run = $1 AND r.seq > $2 AND r.seq <= $3 AND r.batch = $4 \
+                   ORDER BY r.seq LIMIT $6)"
+        );
+        let mut items = Vec::new();
+        loop {
+            let after = items
+                .last()
+                .map_or(first_seq - 1, |i: &BatchItem| int(i.seq));
+            let json: String = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
+                .bind(run)
+                .bind(after)
+                .bind(last_seq)
+                .bind(key)
+                .bind(submitted)
+                .bind(int(PAGE))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.db("read a batch's requests"))?;
+            let page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
+            let more = page.len() as u64 == PAGE;
+            items.extend(
+                page.into_iter()
+                    .map(|(seq, custom_id, attempts, request)| BatchItem {
+                        seq,
+                        custom_id,
+                        attempts,
+                        request,
+                    }),
+            );
+            if !more {
+                break;
+            }
+        }
+        tx.commit().await.map_err(self.db("read a batch"))?;
+        Ok(items)
+    }
+}
+
+/// [`volley_core::store::collection_view`] of a stored body `b.body`, in SQL.
+const COLLECTION_VIEW: &str = "'{\"id\":' || (b.body -> '$.id') \
+     || ',\"model\":\"\",\"messages\":[],\"max_tokens\":' || (b.body -> '$.max_tokens') \
+     || CASE WHEN (b.body -> '$.schema') IS NULL THEN '' ELSE ',\"schema\":{}' END \
+     || CASE WHEN (b.body -> '$.citations') = 'true' THEN ',\"citations\":true' ELSE '' END \
+     || COALESCE(',\"metadata\":' || (b.body -> '$.metadata'), '') || '}'";
+
 /// A batch as the write paths need it.
 struct BatchRow {
     key: i64,
@@ -884,67 +962,14 @@ impl Store for SqliteStore {
     /// back to pending have left the batch). Found by the batch's seq range on the primary
     /// key, so no index on `batch` has to be kept up to date.
     async fn batch_items(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
-        // Pages of JSON arrays (one row back per page, not per request), in one snapshot.
-        let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
-        let batch = sqlx::query(
-            "SELECT b.key, r.key, b.first_seq, b.last_seq, \
-             CASE WHEN b.state IN ('submitted', 'collected') THEN 1 ELSE 0 END \
-             FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = $1",
-        )
-        .bind(batch_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(self.db("read a batch"))?
-        .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(format!("batch {batch_id}: {e}"));
-        let key: i64 = batch.try_get(0).map_err(get)?;
-        let run: i64 = batch.try_get(1).map_err(get)?;
-        let first_seq: i64 = batch.try_get(2).map_err(get)?;
-        let last_seq: i64 = batch.try_get(3).map_err(get)?;
-        let submitted: i64 = batch.try_get(4).map_err(get)?;
-        let mut items = Vec::new();
-        loop {
-            let after = items
-                .last()
-                .map_or(first_seq - 1, |i: &BatchItem| int(i.seq));
-            // The stored body is JSON volley wrote; it is spliced in as it is.
-            let json: String = sqlx::query_scalar(
-                "SELECT '[' || COALESCE(group_concat( \
-                            '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
-                            || ',' || body || ']', \
-                            ',' ORDER BY seq), '') || ']' \
-                 FROM (SELECT r.seq, b.custom_id, r.retries + $5 AS attempts, b.body \
-                       FROM requests r \
-                       JOIN request_bodies b ON b.run = r.run AND b.seq = r.seq \
-                       WHERE r.run = $1 AND r.seq > $2 AND r.seq <= $3 AND r.batch = $4 \
-                       ORDER BY r.seq LIMIT $6)",
-            )
-            .bind(run)
-            .bind(after)
-            .bind(last_seq)
-            .bind(key)
-            .bind(submitted)
-            .bind(int(PAGE))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(self.db("read a batch's requests"))?;
-            let page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
-            let more = page.len() as u64 == PAGE;
-            items.extend(
-                page.into_iter()
-                    .map(|(seq, custom_id, attempts, request)| BatchItem {
-                        seq,
-                        custom_id,
-                        attempts,
-                        request,
-                    }),
-            );
-            if !more {
-                break;
-            }
-        }
-        tx.commit().await.map_err(self.db("read a batch"))?;
-        Ok(items)
+        // The stored body is JSON volley wrote; it is spliced in as it is.
+        self.read_batch_items(batch_id, "b.body").await
+    }
+
+    /// The collection view is cut out of the stored body by SQLite's JSON operators (`->`
+    /// gives the JSON text of a member), so the messages are neither copied nor parsed.
+    async fn batch_items_to_collect(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
+        self.read_batch_items(batch_id, COLLECTION_VIEW).await
     }
 
     /// Only from `planned`: records the open intent and moves the batch to `submitting`.

@@ -4,7 +4,9 @@ use volley_core::StoreError;
 use volley_core::store::Store;
 use volley_types::{BatchState, Counts, ProviderKind, ResultStatus, RunState};
 
-use crate::common::{FileStore, at, done, group, imported_run, new_batch, new_request, retry};
+use crate::common::{
+    FileStore, at, done, group, imported_run, memory, new_batch, new_request, new_run, retry,
+};
 
 #[tokio::test]
 async fn full_lifecycle() {
@@ -424,4 +426,55 @@ async fn batch_errors() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("r-b0001"), "{err}");
+}
+
+/// The SQL cut of a request for collection equals `collection_view` of the whole request, for
+/// every shape of schema, citations and metadata.
+#[tokio::test]
+async fn items_to_collect_are_the_collection_view_of_the_items() {
+    let store = memory().await;
+    let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
+    store
+        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
+        .await
+        .unwrap();
+    let metadata = [
+        None,
+        Some(serde_json::json!({"seq": 1, "tags": ["a", "\"b\""], "deep": {"x": null}})),
+        Some(serde_json::json!(true)),
+        Some(serde_json::json!("text with \"quotes\" and ünïcode")),
+        Some(serde_json::json!(12.5)),
+        Some(serde_json::json!([])),
+    ];
+    let requests: Vec<_> = metadata
+        .iter()
+        .enumerate()
+        .map(|(seq, meta)| {
+            let mut r = new_request(seq as u64, &g);
+            r.request.id = format!("q-{seq} \"odd\" id ✓");
+            r.request.metadata = meta.clone();
+            r.request.schema = (seq % 2 == 1).then(|| serde_json::json!({"type": "object"}));
+            r.request.citations = seq % 3 == 0;
+            r
+        })
+        .collect();
+    store.insert_requests("r", &requests).await.unwrap();
+    store.finish_import("r").await.unwrap();
+    store
+        .create_batch(&new_batch("r", 1, &g, 0, 5))
+        .await
+        .unwrap();
+    let full = store.batch_items("r-b0001").await.unwrap();
+    let cut = store.batch_items_to_collect("r-b0001").await.unwrap();
+    assert_eq!(cut.len(), 6);
+    for (full, cut) in full.iter().zip(&cut) {
+        assert_eq!(
+            (cut.seq, &cut.custom_id, cut.attempts),
+            (full.seq, &full.custom_id, full.attempts)
+        );
+        assert_eq!(
+            cut.request,
+            volley_core::store::collection_view(&full.request)
+        );
+    }
 }
