@@ -91,7 +91,8 @@ pub(crate) struct InputArgs {
 /// How requests are packed into provider batches (run, resume, estimate).
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
-    /// Lower the per-batch request limit (smaller batches come back sooner).
+    /// Requests per batch (default 20000, within the provider's own limit): volley holds a
+    /// batch's requests in memory while it creates it; smaller batches come back sooner.
     #[arg(long, value_name = "N")]
     pub(crate) max_batch_requests: Option<u64>,
     /// Send OpenAI-model requests to a named OpenAI-compatible batch server (`volley models`

@@ -41,7 +41,8 @@ mod release;
 pub struct EngineConfig {
     /// Poll interval bounds.
     pub poll: PollPolicy,
-    /// Lower the providers' per-batch request limit (smaller batches finish sooner).
+    /// Requests per batch, within the provider's own limit (`None`: the provider's limit;
+    /// default [`crate::plan::DEFAULT_MAX_BATCH_REQUESTS`]).
     pub max_batch_requests: Option<u64>,
     /// Most batches in flight per provider.
     pub max_open_batches_per_provider: usize,
@@ -60,7 +61,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             poll: PollPolicy::default(),
-            max_batch_requests: None,
+            max_batch_requests: Some(crate::plan::DEFAULT_MAX_BATCH_REQUESTS),
             max_open_batches_per_provider: 16,
             enqueued_token_budget: None,
             retry: RetryPolicy {

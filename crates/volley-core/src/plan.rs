@@ -32,6 +32,14 @@ pub struct Packer {
     open: Option<Packed>,
 }
 
+/// Requests per batch unless the user says otherwise (the provider's own limit applies too).
+///
+/// volley holds a batch's requests in memory while it creates the batch and while it collects
+/// its results, so this bounds memory whatever the input's size; smaller batches also come
+/// back sooner and overlap their collection with other batches' processing. Providers take up
+/// to 50,000–100,000; `--max-batch-requests` raises or lowers it (decision 0012).
+pub const DEFAULT_MAX_BATCH_REQUESTS: u64 = 20_000;
+
 impl Packer {
     /// A packer for these limits. `max_requests` may be lowered by the user, never raised.
     pub fn new(limits: BatchLimits, max_requests: Option<u64>) -> Self {

@@ -105,11 +105,14 @@ pub struct Estimator<'c> {
 }
 
 impl<'c> Estimator<'c> {
-    /// An empty estimate.
+    /// An empty estimate; `max_batch_requests` as the engine's (`None`: the default,
+    /// [`crate::plan::DEFAULT_MAX_BATCH_REQUESTS`]), so the batches counted are the ones a run
+    /// makes.
     pub fn new(catalog: &'c Catalog, max_batch_requests: Option<u64>) -> Self {
         Self {
             catalog,
-            max_batch_requests,
+            max_batch_requests: max_batch_requests
+                .or(Some(crate::plan::DEFAULT_MAX_BATCH_REQUESTS)),
             enqueued_token_budget: None,
             groups: BTreeMap::new(),
             seq: 0,
