@@ -215,7 +215,7 @@ impl SqliteStore {
         tx.commit().await.map_err(self.db("commit"))
     }
 
-    /// A batch as the write paths need it, inside a write.
+    /// A batch as the store's calls need it, inside their transaction.
     async fn batch_row(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
@@ -345,22 +345,7 @@ impl SqliteStore {
         body: &'static str,
     ) -> Result<Vec<BatchItem>, StoreError> {
         let mut tx = self.reader.begin().await.map_err(self.db("read a batch"))?;
-        let batch = sqlx::query(
-            "SELECT b.key, r.key, b.first_seq, b.last_seq, \
-             CASE WHEN b.state IN ('submitted', 'collected') THEN 1 ELSE 0 END \
-             FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.id = $1",
-        )
-        .bind(batch_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(self.db("read a batch"))?
-        .ok_or_else(|| StoreError::NotFound(format!("batch `{batch_id}`")))?;
-        let get = |e: sqlx::Error| StoreError::Corrupt(format!("batch {batch_id}: {e}"));
-        let key: i64 = batch.try_get(0).map_err(get)?;
-        let run: i64 = batch.try_get(1).map_err(get)?;
-        let first_seq: i64 = batch.try_get(2).map_err(get)?;
-        let last_seq: i64 = batch.try_get(3).map_err(get)?;
-        let submitted: i64 = batch.try_get(4).map_err(get)?;
+        let batch = self.batch_row(&mut tx, batch_id).await?;
         let sql = format!(
             "SELECT '[' || COALESCE(group_concat( \
                         '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
@@ -376,13 +361,13 @@ impl SqliteStore {
         loop {
             let after = items
                 .last()
-                .map_or(first_seq - 1, |i: &BatchItem| int(i.seq));
+                .map_or(batch.first_seq - 1, |i: &BatchItem| int(i.seq));
             let json: String = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
-                .bind(run)
+                .bind(batch.run)
                 .bind(after)
-                .bind(last_seq)
-                .bind(key)
-                .bind(submitted)
+                .bind(batch.last_seq)
+                .bind(batch.key)
+                .bind(batch.submitted())
                 .bind(int(PAGE))
                 .fetch_one(&mut *tx)
                 .await
@@ -414,7 +399,7 @@ const COLLECTION_VIEW: &str = "'{\"id\":' || (b.body -> '$.id') \
      || CASE WHEN (b.body -> '$.citations') = 'true' THEN ',\"citations\":true' ELSE '' END \
      || COALESCE(',\"metadata\":' || (b.body -> '$.metadata'), '') || '}'";
 
-/// A batch as the write paths need it.
+/// A batch as the store's calls need it.
 struct BatchRow {
     key: i64,
     run_id: String,
