@@ -49,6 +49,11 @@ const MAX_ROWS: usize = 512;
 const STATEMENT_CACHE: usize = 256;
 
 /// Rows per JSON page read by [`Store::batch_items`] and [`Store::results`].
+///
+/// A page is one `group_concat` over an `ORDER BY … LIMIT` subquery. The aggregate itself has
+/// no `ORDER BY`: that would make SQLite copy every row's text into a sorter before
+/// concatenating (a body page is megabytes), so the page is sorted by seq after parsing
+/// instead (it comes out in order in practice; the sort only makes that a guarantee).
 const PAGE: u64 = 5_000;
 
 /// Timestamps are stored as fixed-width RFC 3339 (UTC, milliseconds), so text order is time order.
@@ -350,10 +355,10 @@ impl SqliteStore {
             "SELECT '[' || COALESCE(group_concat( \
                         '[' || seq || ',' || json_quote(custom_id) || ',' || attempts \
                         || ',' || body || ']', \
-                        ',' ORDER BY seq), '') || ']' \
+                        ','), '') || ']' \
              FROM (SELECT r.seq, b.custom_id, r.retries + $5 AS attempts, {body} AS body \
                    FROM requests r \
-                   JOIN request_bodies b ON b.run = r.run AND b.seq = r.seq \
+                   JOIN request_bodies b ON b.id = r.run * {SEQS_PER_RUN} + r.seq \
                    WHERE r.run = $1 AND r.seq > $2 AND r.seq <= $3 AND r.batch = $4 \
                    ORDER BY r.seq LIMIT $6)"
         );
@@ -372,7 +377,8 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(self.db("read a batch's requests"))?;
-            let page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
+            let mut page: Vec<(u64, String, u32, Request)> = parse_page(&json, "batch items")?;
+            page.sort_unstable_by_key(|item| item.0);
             let more = page.len() as u64 == PAGE;
             items.extend(
                 page.into_iter()
@@ -474,10 +480,18 @@ fn insert_requests_sql(rows: usize) -> String {
 
 fn insert_bodies_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO request_bodies (run, seq, custom_id, body) VALUES {} \
-         ON CONFLICT (run, seq) DO NOTHING",
-        values(rows, 4)
+        "INSERT INTO request_bodies (id, custom_id, body) VALUES {} ON CONFLICT (id) DO NOTHING",
+        values(rows, 3)
     )
+}
+
+/// Requests per run the row ids of `request_bodies` and `results` leave room for: a row's id
+/// is `run * SEQS_PER_RUN + seq` (migration 0006), so a run's rows are one id range.
+const SEQS_PER_RUN: i64 = 1 << 32;
+
+/// The `request_bodies` / `results` row id of request `seq` of run `run`.
+fn row_id(run: i64, seq: u64) -> i64 {
+    run * SEQS_PER_RUN + int(seq)
 }
 
 macro_rules! select_run {
@@ -574,6 +588,12 @@ impl Store for SqliteStore {
         if requests.is_empty() {
             return Ok(());
         }
+        if let Some(r) = requests.iter().find(|r| int(r.seq) >= SEQS_PER_RUN) {
+            return Err(StoreError::Corrupt(format!(
+                "request {} is past the {SEQS_PER_RUN} requests a run can hold",
+                r.seq
+            )));
+        }
         let mut bodies = requests
             .iter()
             .map(|r| serde_json::to_string(&r.request))
@@ -617,8 +637,7 @@ impl Store for SqliteStore {
             let mut query = sqlx::query(AssertSqlSafe(insert_bodies_sql(chunk.len())));
             for (r, body) in chunk.iter().zip(bodies.by_ref()) {
                 query = query
-                    .bind(run)
-                    .bind(int(r.seq))
+                    .bind(row_id(run, r.seq))
                     .bind(r.custom_id.as_str())
                     .bind(body);
             }
@@ -822,7 +841,7 @@ impl Store for SqliteStore {
         let json: String = sqlx::query_scalar(
             "SELECT '[' || COALESCE(group_concat( \
                         seq || ',' || wire_bytes || ',' || est_input_tokens || ',' || max_tokens, \
-                        ',' ORDER BY seq), '') || ']' \
+                        ','), '') || ']' \
              FROM (SELECT seq, wire_bytes, est_input_tokens, max_tokens \
                    FROM requests INDEXED BY requests_pending \
                    WHERE run = (SELECT key FROM runs WHERE id = $1) \
@@ -838,7 +857,7 @@ impl Store for SqliteStore {
         .await
         .map_err(self.db("list pending requests"))?;
         let numbers: Vec<u64> = parse_page(&json, "pending requests")?;
-        Ok(numbers
+        let mut page: Vec<PendingRequest> = numbers
             .chunks_exact(4)
             .map(|n| PendingRequest {
                 seq: n[0],
@@ -846,7 +865,9 @@ impl Store for SqliteStore {
                 est_input_tokens: n[2],
                 max_tokens: n[3],
             })
-            .collect())
+            .collect();
+        page.sort_unstable_by_key(|r| r.seq);
+        Ok(page)
     }
 
     /// Creates the batch and moves every pending request of its group within
@@ -1296,17 +1317,19 @@ impl Store for SqliteStore {
             // Length-prefixed frames, `<seq> <bytes> <line>`: nothing to escape or parse.
             let frames: String = sqlx::query_scalar(
                 "SELECT COALESCE(group_concat( \
-                            seq || ' ' || octet_length(line) || ' ' || line, '' ORDER BY seq), '') \
-                 FROM (SELECT seq, line FROM results WHERE run = $1 AND seq > $2 \
-                       ORDER BY seq LIMIT $3)",
+                            seq || ' ' || octet_length(line) || ' ' || line, ''), '') \
+                 FROM (SELECT id - $1 AS seq, line FROM results WHERE id > $2 AND id < $3 \
+                       ORDER BY id LIMIT $4)",
             )
-            .bind(run)
-            .bind(after)
+            .bind(run * SEQS_PER_RUN)
+            .bind(run * SEQS_PER_RUN + after)
+            .bind((run + 1) * SEQS_PER_RUN)
             .bind(int(want))
             .fetch_one(&mut *tx)
             .await
             .map_err(self.db("read results"))?;
-            let page = parse_frames(&frames)?;
+            let mut page = parse_frames(&frames)?;
+            page.sort_unstable_by_key(|frame| frame.0);
             let got = page.len() as u64;
             if let Some((seq, _)) = page.last() {
                 after = int(*seq);
@@ -1633,16 +1656,12 @@ impl SqliteStore {
             .collect();
         for piece in pieces(&finals) {
             let sql = format!(
-                "INSERT INTO results (run, seq, cost_usd, line) VALUES {} ON CONFLICT DO NOTHING",
-                values(piece.len(), 4)
+                "INSERT INTO results (id, cost_usd, line) VALUES {} ON CONFLICT DO NOTHING",
+                values(piece.len(), 3)
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for (seq, _, cost, line) in piece {
-                query = query
-                    .bind(batch.run)
-                    .bind(int(*seq))
-                    .bind(*cost)
-                    .bind(*line);
+                query = query.bind(row_id(batch.run, *seq)).bind(*cost).bind(*line);
             }
             query
                 .execute(&mut **tx)
@@ -1751,8 +1770,15 @@ mod tests {
         assert_eq!(values(1, 1), "(?)");
         assert!(
             insert_bodies_sql(2)
-                .ends_with("VALUES (?, ?, ?, ?), (?, ?, ?, ?) ON CONFLICT (run, seq) DO NOTHING")
+                .ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (id) DO NOTHING")
         );
+    }
+
+    #[test]
+    fn row_ids_keep_runs_apart_and_in_seq_order() {
+        assert_eq!(row_id(1, 0), 1 << 32);
+        assert!(row_id(1, u64::from(u32::MAX)) < row_id(2, 0));
+        assert!(row_id(3, 7) < row_id(3, 8));
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl FileStore {
         }
         let cost: f64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(cost_usd), 0.0) FROM results \
-             WHERE run = (SELECT key FROM runs WHERE id = $1)",
+             WHERE id / 4294967296 = (SELECT key FROM runs WHERE id = $1)",
         )
         .bind(run_id)
         .fetch_one(&mut conn)

@@ -162,3 +162,18 @@ async fn the_planner_page_query_uses_the_index() {
         "{detail:?}"
     );
 }
+
+#[tokio::test]
+async fn a_seq_past_what_a_run_can_hold_is_refused_and_nothing_is_stored() {
+    let store = memory().await;
+    let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
+    store
+        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
+        .await
+        .unwrap();
+    // Bodies and results are keyed by run * 2^32 + seq (migration 0006).
+    let requests = [new_request(0, &g), new_request(1 << 32, &g)];
+    let err = store.insert_requests("r", &requests).await.unwrap_err();
+    assert!(err.to_string().contains("4294967296"), "{err}");
+    assert_eq!(store.counts("r").await.unwrap().total, 0);
+}
