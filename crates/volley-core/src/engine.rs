@@ -708,10 +708,9 @@ impl Engine {
                 batch_id: &batch.id,
                 run_id: &batch.run_id,
                 model: &batch.group.model,
-                items: &submission_items,
+                items: submission_items,
             })
             .await;
-        drop(submission_items);
         match created {
             Ok(remote) => {
                 store

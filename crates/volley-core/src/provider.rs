@@ -28,7 +28,11 @@ pub struct SubmissionItem {
 }
 
 /// A batch to create.
-#[derive(Debug, Clone, Copy)]
+///
+/// It owns its requests so that a provider can drop them as soon as it has built the body,
+/// before the upload and create calls: parsed requests take several times the memory of the
+/// body they become, and a create may take as long as an upload of the whole batch.
+#[derive(Debug, Clone)]
 pub struct Submission<'a> {
     /// volley's batch id; providers that allow it tag the remote batch with it.
     pub batch_id: &'a str,
@@ -37,7 +41,7 @@ pub struct Submission<'a> {
     /// The model every item uses.
     pub model: &'a str,
     /// The requests.
-    pub items: &'a [SubmissionItem],
+    pub items: Vec<SubmissionItem>,
 }
 
 /// What volley knows of a batch it may have created before a crash, to find it again.

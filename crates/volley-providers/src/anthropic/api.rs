@@ -98,7 +98,9 @@ impl BatchProvider for AnthropicProvider {
         request
             .headers
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        request.body = Some(convert::create_batch_body(submission.items).into());
+        let body = convert::create_batch_body(&submission.items);
+        drop(submission);
+        request.body = Some(body.into());
         self.batch_call(request).await
     }
 

@@ -294,16 +294,23 @@ impl BatchProvider for GeminiProvider {
 
     async fn submit(&self, submission: Submission<'_>) -> Result<RemoteBatch, ProviderError> {
         let model = convert::model_id(submission.model);
-        let (body, uploaded) =
-            match convert::inline_body(submission.batch_id, submission.items, self.inline_limit) {
-                Some(body) => (body, None),
-                None => {
-                    let file = self
-                        .upload(submission.batch_id, convert::jsonl(submission.items))
-                        .await?;
-                    (convert::file_body(submission.batch_id, &file), Some(file))
-                }
-            };
+        let batch_id = submission.batch_id;
+        // Results are matched to requests by key; the requests themselves go once the body
+        // (or the file) is built.
+        let keys: Vec<String> = submission
+            .items
+            .iter()
+            .map(|i| i.custom_id.clone())
+            .collect();
+        let payload = convert::payload(batch_id, &submission.items, self.inline_limit);
+        drop(submission);
+        let (body, uploaded) = match payload {
+            convert::Payload::Inline(body) => (body, None),
+            convert::Payload::File(lines) => {
+                let file = self.upload(batch_id, lines).await?;
+                (convert::file_body(batch_id, &file), Some(file))
+            }
+        };
         let url = self.url(&format!("models/{model}:batchGenerateContent"));
         let mut request = self.request("create batch", Method::POST, url);
         request
@@ -325,11 +332,10 @@ impl BatchProvider for GeminiProvider {
                 {
                     remote.owned_files.push(file.clone());
                 }
-                let keys = submission.items.iter().map(|i| i.custom_id.clone());
                 self.created().insert(
                     remote.id.clone(),
                     Created {
-                        keys: keys.collect(),
+                        keys: keys.into(),
                         file: uploaded,
                     },
                 );

@@ -155,6 +155,20 @@ pub fn inline_body(batch_id: &str, items: &[SubmissionItem], limit: u64) -> Opti
     (body.len() as u64 <= limit).then_some(body)
 }
 
+/// How a batch's requests travel: inline in the create body, or in a file uploaded first.
+#[derive(Debug)]
+pub enum Payload {
+    /// The whole create body.
+    Inline(Vec<u8>),
+    /// The request file ([`jsonl`]); the create body names it once uploaded ([`file_body`]).
+    File(Vec<u8>),
+}
+
+/// Inline when the body stays within `limit` bytes, else a request file.
+pub fn payload(batch_id: &str, items: &[SubmissionItem], limit: u64) -> Payload {
+    inline_body(batch_id, items, limit).map_or_else(|| Payload::File(jsonl(items)), Payload::Inline)
+}
+
 /// The create body for a batch whose requests were uploaded as `file_name`.
 pub fn file_body(batch_id: &str, file_name: &str) -> Vec<u8> {
     let body = CreateBatch {

@@ -79,12 +79,7 @@ impl OpenAiProvider {
 
     /// Uploads the input file of a batch (`POST /files`, `purpose=batch`). Not idempotent: a
     /// retry after a timeout could upload it twice.
-    async fn upload(
-        &self,
-        batch_id: &str,
-        items: &[SubmissionItem],
-    ) -> Result<FileObject, ProviderError> {
-        let upload = convert::upload_body(batch_id, items);
+    async fn upload(&self, upload: convert::Upload) -> Result<FileObject, ProviderError> {
         let mut request = self.request(
             "upload batch file",
             Method::POST,
@@ -225,8 +220,16 @@ impl BatchProvider for OpenAiProvider {
     }
 
     async fn submit(&self, submission: Submission<'_>) -> Result<RemoteBatch, ProviderError> {
-        let file = self.upload(submission.batch_id, submission.items).await?;
-        let body = convert::create_batch_body(&file.id, submission.batch_id, submission.run_id);
+        let Submission {
+            batch_id,
+            run_id,
+            items,
+            ..
+        } = submission;
+        let upload = convert::upload_body(batch_id, &items);
+        drop(items);
+        let file = self.upload(upload).await?;
+        let body = convert::create_batch_body(&file.id, batch_id, run_id);
         let request = self.json("create batch", self.endpoint.url("/batches"), body);
         match self.batch_call(request).await {
             Ok(mut remote) => {

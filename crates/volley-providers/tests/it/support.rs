@@ -45,7 +45,7 @@ pub(crate) fn submission<'a>(
         batch_id,
         run_id: "r1",
         model,
-        items,
+        items: items.to_vec(),
     }
 }
 
