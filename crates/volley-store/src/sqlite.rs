@@ -30,7 +30,7 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use volley_core::StoreError;
 use volley_core::store::{
     Admission, BatchItem, BatchRecord, Group, IntentAction, IntentStart, NewBatch, NewRequest,
-    NewRun, OpenIntent, Outcome, PendingRequest, RunOptions, RunRecord, Store,
+    NewRun, OpenIntent, Outcome, PendingRequest, RunOptions, RunRecord, Store, collection_view,
 };
 use volley_types::{BatchState, Counts, ProviderKind, Request, ResultStatus, RunState};
 
@@ -398,13 +398,6 @@ impl SqliteStore {
     }
 }
 
-/// [`volley_core::store::collection_view`] of a stored body `b.body`, in SQL.
-const COLLECTION_VIEW: &str = "'{\"id\":' || (b.body -> '$.id') \
-     || ',\"model\":\"\",\"messages\":[],\"max_tokens\":' || (b.body -> '$.max_tokens') \
-     || CASE WHEN (b.body -> '$.schema') IS NULL THEN '' ELSE ',\"schema\":{}' END \
-     || CASE WHEN (b.body -> '$.citations') = 'true' THEN ',\"citations\":true' ELSE '' END \
-     || COALESCE(',\"metadata\":' || (b.body -> '$.metadata'), '') || '}'";
-
 /// A batch as the store's calls need it.
 struct BatchRow {
     key: i64,
@@ -480,8 +473,9 @@ fn insert_requests_sql(rows: usize) -> String {
 
 fn insert_bodies_sql(rows: usize) -> String {
     format!(
-        "INSERT INTO request_bodies (id, custom_id, body) VALUES {} ON CONFLICT (id) DO NOTHING",
-        values(rows, 3)
+        "INSERT INTO request_bodies (id, custom_id, view, body) VALUES {} \
+         ON CONFLICT (id) DO NOTHING",
+        values(rows, 4)
     )
 }
 
@@ -596,8 +590,11 @@ impl Store for SqliteStore {
         }
         let mut bodies = requests
             .iter()
-            .map(|r| serde_json::to_string(&r.request))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|r| {
+                let view = serde_json::to_string(&collection_view(&r.request))?;
+                Ok((view, serde_json::to_string(&r.request)?))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
             .map_err(|e| StoreError::Corrupt(format!("request body: {e}")))?
             .into_iter();
         let mut tx = self.write().await?;
@@ -635,10 +632,11 @@ impl Store for SqliteStore {
                 .await
                 .map_err(self.db("insert requests"))?;
             let mut query = sqlx::query(AssertSqlSafe(insert_bodies_sql(chunk.len())));
-            for (r, body) in chunk.iter().zip(bodies.by_ref()) {
+            for (r, (view, body)) in chunk.iter().zip(bodies.by_ref()) {
                 query = query
                     .bind(row_id(run, r.seq))
                     .bind(r.custom_id.as_str())
+                    .bind(view)
                     .bind(body);
             }
             query
@@ -974,10 +972,10 @@ impl Store for SqliteStore {
         self.read_batch_items(batch_id, "b.body").await
     }
 
-    /// The collection view is cut out of the stored body by SQLite's JSON operators (`->`
-    /// gives the JSON text of a member), so the messages are neither copied nor parsed.
+    /// The collection view was written beside the body at import (migration 0006), so the
+    /// bodies are neither read nor parsed to collect.
     async fn batch_items_to_collect(&self, batch_id: &str) -> Result<Vec<BatchItem>, StoreError> {
-        self.read_batch_items(batch_id, COLLECTION_VIEW).await
+        self.read_batch_items(batch_id, "b.view").await
     }
 
     /// Only from `planned`: records the open intent and moves the batch to `submitting`.
@@ -1770,7 +1768,7 @@ mod tests {
         assert_eq!(values(1, 1), "(?)");
         assert!(
             insert_bodies_sql(2)
-                .ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (id) DO NOTHING")
+                .ends_with("VALUES (?, ?, ?, ?), (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING")
         );
     }
 

@@ -10,14 +10,27 @@
 --
 -- so a run's rows are one contiguous id range in input order, interior pages hold only
 -- integers, and a lookup is a rowid search.
+--
+-- `request_bodies.view` is the request's collection view (`volley_core::store::
+-- collection_view`: id, max_tokens, citations, metadata, and `{}` for a schema), written at
+-- import so collecting a batch reads it as it is instead of parsing every body in SQL. Rows
+-- of older stores get it cut out of their body here, as schema 5 did at each collection.
 
 CREATE TABLE request_bodies_v6 (
     id        INTEGER PRIMARY KEY,
     custom_id TEXT NOT NULL,
+    view      TEXT NOT NULL,
     body      TEXT NOT NULL
 );
-INSERT INTO request_bodies_v6 (id, custom_id, body)
-SELECT run * 4294967296 + seq, custom_id, body FROM request_bodies ORDER BY run, seq;
+INSERT INTO request_bodies_v6 (id, custom_id, view, body)
+SELECT b.run * 4294967296 + b.seq, b.custom_id,
+       '{"id":' || (b.body -> '$.id')
+       || ',"model":"","messages":[],"max_tokens":' || (b.body -> '$.max_tokens')
+       || CASE WHEN (b.body -> '$.schema') IS NULL THEN '' ELSE ',"schema":{}' END
+       || CASE WHEN (b.body -> '$.citations') = 'true' THEN ',"citations":true' ELSE '' END
+       || COALESCE(',"metadata":' || (b.body -> '$.metadata'), '') || '}',
+       b.body
+FROM request_bodies b ORDER BY b.run, b.seq;
 
 CREATE TABLE results_v6 (
     id       INTEGER PRIMARY KEY,

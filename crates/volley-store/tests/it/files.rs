@@ -300,6 +300,12 @@ async fn a_version_3_store_migrates_with_its_data() {
     assert_eq!(items[0].request.id, "q-2");
     let planned = store.batch_items("r-b0002").await.unwrap();
     assert_eq!((planned[0].seq, planned[0].attempts), (4, 0));
+    // The collection view of an old body was cut out of it by the migration.
+    let to_collect = store.batch_items_to_collect("r-b0001").await.unwrap();
+    assert_eq!(
+        to_collect[0].request,
+        volley_core::store::collection_view(&items[0].request)
+    );
     assert_eq!(
         store.results("r", None, 10).await.unwrap(),
         [(3, r#"{"id":"q-3"}"#.to_owned())]
