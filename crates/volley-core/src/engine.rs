@@ -196,6 +196,10 @@ struct Inner {
     /// Collections at once, across providers. Each holds its batch's requests and a chunk of
     /// results; the store takes one writer anyway, so more would add memory, not speed.
     collecting: tokio::sync::Semaphore,
+    /// One create at a time across providers, taken after the provider's own lock. A batch's
+    /// parsed requests take several times the memory of its body, so two creates at once
+    /// would double the peak of a large run; a create is minutes at most, a batch hours.
+    creating: tokio::sync::Semaphore,
 }
 
 /// Batches collected at once (see `Inner::collecting`).
@@ -228,6 +232,7 @@ impl Engine {
                     .map(|kind| (kind, tokio::sync::Mutex::new(())))
                     .collect(),
                 collecting: tokio::sync::Semaphore::new(COLLECTIONS_AT_ONCE),
+                creating: tokio::sync::Semaphore::new(1),
             }),
         }
     }
@@ -560,48 +565,53 @@ impl Engine {
     ) -> Result<(), BatchError> {
         let max_attempts = limits.max_attempts;
         let store = &self.inner.store;
-        let remote = match batch.state {
-            BatchState::Planned => {
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
-                if shutdown.is_cancelled() {
-                    return Ok(());
-                }
-                // Read under the lock: only the batch being created holds its requests, not
-                // every admitted batch waiting for its turn.
-                let mut items = store.batch_items(&batch.id).await?;
-                match self
-                    .submit(provider.as_ref(), &batch, &mut items, limits)
-                    .await
-                {
-                    Ok(Some(remote)) => remote,
-                    Ok(None) => return Ok(()),
-                    // No answer: settle it now, before the lock lets another create through,
-                    // so at most one create per provider is ever unconfirmed.
-                    Err(BatchError::Uncertain(message)) => {
-                        match self
-                            .settle_now(provider.as_ref(), &batch, &mut items, &shutdown)
-                            .await?
-                        {
-                            Some(remote) => remote,
-                            None => return Err(BatchError::Transient(message)),
-                        }
+        let remote =
+            match batch.state {
+                BatchState::Planned => {
+                    if shutdown.is_cancelled() {
+                        return Ok(());
                     }
-                    Err(e) => return Err(e),
+                    let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
+                    let _one_create =
+                        self.inner.creating.acquire().await.map_err(|_| {
+                            BatchError::Transient("the engine is shutting down".into())
+                        })?;
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    // Read under the lock: only the batch being created holds its requests, not
+                    // every admitted batch waiting for its turn.
+                    let mut items = store.batch_items(&batch.id).await?;
+                    match self
+                        .submit(provider.as_ref(), &batch, &mut items, limits)
+                        .await
+                    {
+                        Ok(Some(remote)) => remote,
+                        Ok(None) => return Ok(()),
+                        // No answer: settle it now, before the lock lets another create through,
+                        // so at most one create per provider is ever unconfirmed.
+                        Err(BatchError::Uncertain(message)) => {
+                            match self
+                                .settle_now(provider.as_ref(), &batch, &mut items, &shutdown)
+                                .await?
+                            {
+                                Some(remote) => remote,
+                                None => return Err(BatchError::Transient(message)),
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            // Settled by `Engine::settle` before any new create of its provider.
-            BatchState::Submitting => return Ok(()),
-            BatchState::Submitted => {
-                let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
-                    StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
-                })?;
-                polled(id, provider.poll(id).await).map_err(classify)?
-            }
-            BatchState::Collected | BatchState::Rejected => return Ok(()),
-        };
+                // Settled by `Engine::settle` before any new create of its provider.
+                BatchState::Submitting => return Ok(()),
+                BatchState::Submitted => {
+                    let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
+                        StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
+                    })?;
+                    polled(id, provider.poll(id).await).map_err(classify)?
+                }
+                BatchState::Collected | BatchState::Rejected => return Ok(()),
+            };
         let Some(remote) = self
             .wait_until_ended(provider.as_ref(), &batch, remote, &shutdown)
             .await?

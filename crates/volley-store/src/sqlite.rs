@@ -137,8 +137,8 @@ impl SqliteStore {
                     // many times in between is copied back once (import and collection
                     // rewrite the same pages again and again).
                     .pragma("wal_autocheckpoint", "10000")
-                    // Readers: 4 MiB of page cache each (they read ranges once, in order).
-                    .pragma("cache_size", "-4096");
+                    // Readers: 2 MiB of page cache each (they read ranges once, in order).
+                    .pragma("cache_size", "-2048");
                 // The writer: 16 MiB of page cache (bounded, so memory stays flat). Its writes
                 // go in key order, so they touch few pages; 64 MiB bought no speed at a
                 // million requests and cost a quarter of the memory target.
