@@ -102,6 +102,16 @@ pub(crate) async fn memory() -> SqliteStore {
     SqliteStore::open("sqlite::memory:").await.unwrap()
 }
 
+/// A fresh in-memory store holding one empty run, `r`.
+pub(crate) async fn memory_with_run() -> SqliteStore {
+    let store = memory().await;
+    store
+        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
+        .await
+        .unwrap();
+    store
+}
+
 pub(crate) fn new_run(id: &str, fingerprint: Option<&str>, at: &str) -> NewRun {
     NewRun {
         id: id.into(),

@@ -3,16 +3,12 @@ use volley_core::StoreError;
 use volley_core::store::{PendingRequest, Store};
 use volley_types::{Counts, ProviderKind};
 
-use crate::common::{FileStore, group, imported_run, memory, new_request, new_run};
+use crate::common::{FileStore, group, imported_run, memory, memory_with_run, new_request};
 
 #[tokio::test]
 async fn counts_follow_the_import() {
-    let store = memory().await;
+    let store = memory_with_run().await;
     let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
     assert_eq!(store.counts("r").await.unwrap(), Counts::default());
     let requests: Vec<_> = (0..5).map(|s| new_request(s, &g)).collect();
     store.insert_requests("r", &requests[..3]).await.unwrap();
@@ -35,12 +31,8 @@ async fn counts_follow_the_import() {
 
 #[tokio::test]
 async fn a_repeated_chunk_is_ignored() {
-    let store = memory().await;
+    let store = memory_with_run().await;
     let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
     let requests: Vec<_> = (0..4).map(|s| new_request(s, &g)).collect();
     store.insert_requests("r", &requests).await.unwrap();
     store.insert_requests("r", &requests).await.unwrap();
@@ -63,12 +55,8 @@ async fn requests_need_an_existing_run() {
 #[tokio::test]
 async fn large_chunks_span_several_statements() {
     // More rows than one multi-row INSERT holds, in one call.
-    let store = memory().await;
+    let store = memory_with_run().await;
     let g = group(ProviderKind::Gemini, "gemini-2.5-flash");
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
     let requests: Vec<_> = (0..2_345).map(|s| new_request(s, &g)).collect();
     store.insert_requests("r", &requests).await.unwrap();
     store.finish_import("r").await.unwrap();
@@ -165,12 +153,8 @@ async fn the_planner_page_query_uses_the_index() {
 
 #[tokio::test]
 async fn a_seq_past_what_a_run_can_hold_is_refused_and_nothing_is_stored() {
-    let store = memory().await;
+    let store = memory_with_run().await;
     let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
     // Bodies and results are keyed by run * 2^32 + seq (migration 0006).
     let requests = [new_request(0, &g), new_request(1 << 32, &g)];
     let err = store.insert_requests("r", &requests).await.unwrap_err();

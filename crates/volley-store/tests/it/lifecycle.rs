@@ -5,7 +5,7 @@ use volley_core::store::Store;
 use volley_types::{BatchState, Counts, ProviderKind, ResultStatus, RunState};
 
 use crate::common::{
-    FileStore, at, done, group, imported_run, memory, new_batch, new_request, new_run, retry,
+    FileStore, at, done, group, imported_run, memory_with_run, new_batch, new_request, retry,
 };
 
 #[tokio::test]
@@ -432,12 +432,8 @@ async fn batch_errors() {
 /// every shape of schema, citations and metadata.
 #[tokio::test]
 async fn items_to_collect_are_the_collection_view_of_the_items() {
-    let store = memory().await;
+    let store = memory_with_run().await;
     let g = group(ProviderKind::Anthropic, "claude-haiku-4-5");
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
     let metadata = [
         None,
         Some(serde_json::json!({"seq": 1, "tags": ["a", "\"b\""], "deep": {"x": null}})),

@@ -3,7 +3,7 @@ use volley_core::StoreError;
 use volley_core::store::Store;
 use volley_types::{ProviderKind, RunState};
 
-use crate::common::{group, imported_run, memory, new_request, new_run, options};
+use crate::common::{group, imported_run, memory, memory_with_run, new_request, new_run, options};
 
 #[tokio::test]
 async fn create_and_read_a_run() {
@@ -104,11 +104,7 @@ async fn runs_are_listed_newest_first() {
 
 #[tokio::test]
 async fn run_state_changes_and_unknown_runs_are_not_found() {
-    let store = memory().await;
-    store
-        .create_run(&new_run("r", None, "2026-03-01T10:00:00Z"))
-        .await
-        .unwrap();
+    let store = memory_with_run().await;
     store.set_run_state("r", RunState::Running).await.unwrap();
     assert_eq!(
         store.run("r").await.unwrap().unwrap().state,
