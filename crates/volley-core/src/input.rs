@@ -204,15 +204,32 @@ impl<'c, R: BufRead> InputReader<'c, R> {
         }
     }
 
-    fn parse_line(&mut self, line: usize, text: &str) -> Result<InputRequest, InputError> {
+    /// The error of a line that does not parse, with the field it is in when there is one.
+    fn locate(line: usize, text: &str, plain: &serde_json::Error) -> InputError {
         let mut de = serde_json::Deserializer::from_str(text);
-        let raw: InputLine = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = (path != ".").then_some(path);
-            InputError::at(line, field, clean_serde_message(&e.inner().to_string()))
-        })?;
-        de.end()
-            .map_err(|e| InputError::at(line, None, clean_serde_message(&e.to_string())))?;
+        let tracked = serde_path_to_error::deserialize::<_, InputLine>(&mut de)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = (path != ".").then_some(path);
+                InputError::at(line, field, clean_serde_message(&e.inner().to_string()))
+            })
+            .and_then(|_| {
+                de.end()
+                    .map_err(|e| InputError::at(line, None, clean_serde_message(&e.to_string())))
+            });
+        // Both parses follow the same rules; the plain error stands if they ever disagree.
+        tracked
+            .err()
+            .unwrap_or_else(|| InputError::at(line, None, clean_serde_message(&plain.to_string())))
+    }
+
+    fn parse_line(&mut self, line: usize, text: &str) -> Result<InputRequest, InputError> {
+        // Tracking the path costs on every field of every line, and only an error needs it:
+        // a line that parses is parsed once, a bad one again to say where it went wrong.
+        let raw: InputLine = match serde_json::from_str(text) {
+            Ok(raw) => raw,
+            Err(plain) => return Err(Self::locate(line, text, &plain)),
+        };
 
         let id = match raw.id {
             Some(IdValue::Text(s)) if s.is_empty() => {
