@@ -10,7 +10,6 @@
 //! error for the others. Inline batches carry their responses in the operation (input order);
 //! file batches get a generated `files/batch-...` responses file.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -24,6 +23,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::answer::{Answer, generate};
+use crate::batch_table::{BatchTable, TableBatch};
 use crate::convert::{self, Interner, answer_text, field, gemini_model_known, truncated};
 use crate::files::{self, Content, FileApi, FileEntry, Generated, Lines, Upload};
 use crate::hash::{base64, mix2, mix64, parse_base36, push_base36, push_base62, sha256};
@@ -392,36 +392,24 @@ impl Lines for GmLines {
 }
 
 /// Gemini batches.
-#[derive(Debug, Default)]
-pub(crate) struct Store {
-    batches: BTreeMap<u64, Batch>,
-    next_seq: u64,
-}
+pub(crate) type Store = BatchTable<Batch>;
 
-impl Store {
-    pub(crate) fn emptied(&self) -> Self {
-        Self {
-            next_seq: self.next_seq,
-            ..Self::default()
-        }
-    }
-
-    /// Creates the responses files of file batches that have finished.
-    pub(crate) fn refresh(&mut self, now: Instant, files: &mut files::Store) {
-        for b in self.batches.values_mut() {
-            b.finish(now, files);
-        }
+impl TableBatch for Batch {
+    fn id(&self) -> &str {
+        &self.id
     }
 
     fn seq_of(id: &str) -> Option<u64> {
         parse_base36(id.get(..6)?)
     }
 
-    fn get_mut(&mut self, id: &str) -> Option<&mut Batch> {
-        let b = self.batches.get_mut(&Self::seq_of(id)?)?;
-        (b.id == id).then_some(b)
+    /// Creates the responses file of a file batch that has finished.
+    fn finish(&mut self, now: Instant, files: &mut files::Store) {
+        Batch::finish(self, now, files);
     }
+}
 
+impl Store {
     fn enqueued_tokens(&self, model: &str, now: Instant) -> u64 {
         self.batches
             .values()

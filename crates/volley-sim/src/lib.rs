@@ -47,6 +47,7 @@
 //! assert that a client deleted everything it uploaded.
 
 mod answer;
+mod batch_table;
 mod config;
 mod convert;
 mod files;

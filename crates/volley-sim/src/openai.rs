@@ -9,7 +9,7 @@
 //! validation for an invalid input file or the enqueued-token limit; `cancelling` →
 //! `cancelled` within [`CANCEL_GRACE`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use crate::answer::{Answer, Style, generate};
+use crate::batch_table::{BatchTable, TableBatch};
 use crate::convert::{self, Interner, Prepared, answer_text, truncated};
 use crate::files::{self, Content, FileApi, FileEntry, Generated, Lines};
 use crate::hash::{mix2, mix64, push_hex};
@@ -407,36 +408,23 @@ fn render((mut obj, source): (Value, Option<UsageSource>)) -> Value {
 }
 
 /// OpenAI batches.
-#[derive(Debug, Default)]
-pub(crate) struct Store {
-    batches: BTreeMap<u64, Batch>,
-    next_seq: u64,
-}
+pub(crate) type Store = BatchTable<Batch>;
 
-impl Store {
-    pub(crate) fn emptied(&self) -> Self {
-        Self {
-            next_seq: self.next_seq,
-            ..Self::default()
-        }
-    }
-
-    /// Creates the result files of batches that have finished.
-    pub(crate) fn refresh(&mut self, now: Instant, files: &mut files::Store) {
-        for b in self.batches.values_mut() {
-            b.finish(now, files);
-        }
+impl TableBatch for Batch {
+    fn id(&self) -> &str {
+        &self.id
     }
 
     fn seq_of(id: &str) -> Option<u64> {
         crate::hash::parse_hex(id.strip_prefix(BATCH_PREFIX)?.get(..8)?)
     }
 
-    fn get_mut(&mut self, id: &str) -> Option<&mut Batch> {
-        let b = self.batches.get_mut(&Self::seq_of(id)?)?;
-        (b.id == id).then_some(b)
+    fn finish(&mut self, now: Instant, files: &mut files::Store) {
+        Batch::finish(self, now, files);
     }
+}
 
+impl Store {
     /// Input tokens of `model`'s batches that are still queued or running.
     fn enqueued_tokens(&self, model: &str, now: Instant) -> u64 {
         self.batches
