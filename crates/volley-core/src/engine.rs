@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use jiff::Timestamp;
+use tokio::sync::SemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -200,6 +201,14 @@ struct Inner {
     /// parsed requests take several times the memory of its body, so two creates at once
     /// would double the peak of a large run; a create is minutes at most, a batch hours.
     creating: tokio::sync::Semaphore,
+}
+
+/// A permit of one of the engine's semaphores; they close only when the engine goes away.
+async fn permit(semaphore: &tokio::sync::Semaphore) -> Result<SemaphorePermit<'_>, BatchError> {
+    semaphore
+        .acquire()
+        .await
+        .map_err(|_| BatchError::Transient("the engine is shutting down".into()))
 }
 
 /// Batches collected at once (see `Inner::collecting`).
@@ -565,53 +574,49 @@ impl Engine {
     ) -> Result<(), BatchError> {
         let max_attempts = limits.max_attempts;
         let store = &self.inner.store;
-        let remote =
-            match batch.state {
-                BatchState::Planned => {
-                    if shutdown.is_cancelled() {
-                        return Ok(());
-                    }
-                    let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
-                    let _one_create =
-                        self.inner.creating.acquire().await.map_err(|_| {
-                            BatchError::Transient("the engine is shutting down".into())
-                        })?;
-                    if shutdown.is_cancelled() {
-                        return Ok(());
-                    }
-                    // Read under the lock: only the batch being created holds its requests, not
-                    // every admitted batch waiting for its turn.
-                    let mut items = store.batch_items(&batch.id).await?;
-                    match self
-                        .submit(provider.as_ref(), &batch, &mut items, limits)
-                        .await
-                    {
-                        Ok(Some(remote)) => remote,
-                        Ok(None) => return Ok(()),
-                        // No answer: settle it now, before the lock lets another create through,
-                        // so at most one create per provider is ever unconfirmed.
-                        Err(BatchError::Uncertain(message)) => {
-                            match self
-                                .settle_now(provider.as_ref(), &batch, &mut items, &shutdown)
-                                .await?
-                            {
-                                Some(remote) => remote,
-                                None => return Err(BatchError::Transient(message)),
-                            }
+        let remote = match batch.state {
+            BatchState::Planned => {
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                let _one_at_a_time = self.inner.submitting[&batch.group.provider].lock().await;
+                let _one_create = permit(&self.inner.creating).await?;
+                if shutdown.is_cancelled() {
+                    return Ok(());
+                }
+                // Read under the lock: only the batch being created holds its requests, not
+                // every admitted batch waiting for its turn.
+                let mut items = store.batch_items(&batch.id).await?;
+                match self
+                    .submit(provider.as_ref(), &batch, &mut items, limits)
+                    .await
+                {
+                    Ok(Some(remote)) => remote,
+                    Ok(None) => return Ok(()),
+                    // No answer: settle it now, before the lock lets another create through,
+                    // so at most one create per provider is ever unconfirmed.
+                    Err(BatchError::Uncertain(message)) => {
+                        match self
+                            .settle_now(provider.as_ref(), &batch, &mut items, &shutdown)
+                            .await?
+                        {
+                            Some(remote) => remote,
+                            None => return Err(BatchError::Transient(message)),
                         }
-                        Err(e) => return Err(e),
                     }
+                    Err(e) => return Err(e),
                 }
-                // Settled by `Engine::settle` before any new create of its provider.
-                BatchState::Submitting => return Ok(()),
-                BatchState::Submitted => {
-                    let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
-                        StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
-                    })?;
-                    polled(id, provider.poll(id).await).map_err(classify)?
-                }
-                BatchState::Collected | BatchState::Rejected => return Ok(()),
-            };
+            }
+            // Settled by `Engine::settle` before any new create of its provider.
+            BatchState::Submitting => return Ok(()),
+            BatchState::Submitted => {
+                let id = batch.provider_batch_id.as_deref().ok_or_else(|| {
+                    StoreError::Corrupt(format!("batch {} has no remote id", batch.id))
+                })?;
+                polled(id, provider.poll(id).await).map_err(classify)?
+            }
+            BatchState::Collected | BatchState::Rejected => return Ok(()),
+        };
         let Some(remote) = self
             .wait_until_ended(provider.as_ref(), &batch, remote, &shutdown)
             .await?
@@ -620,12 +625,7 @@ impl Engine {
         };
         // Read again to collect: a batch holds none of its requests while it waits, which
         // may take hours, so memory does not grow with the batches in flight.
-        let _slot = self
-            .inner
-            .collecting
-            .acquire()
-            .await
-            .map_err(|_| BatchError::Transient("the engine is shutting down".into()))?;
+        let _slot = permit(&self.inner.collecting).await?;
         let items = store.batch_items_to_collect(&batch.id).await?;
         self.finish_batch(
             provider.as_ref(),

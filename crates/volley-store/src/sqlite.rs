@@ -1319,9 +1319,9 @@ impl Store for SqliteStore {
                  FROM (SELECT id - $1 AS seq, line FROM results WHERE id > $2 AND id < $3 \
                        ORDER BY id LIMIT $4)",
             )
-            .bind(run * SEQS_PER_RUN)
-            .bind(run * SEQS_PER_RUN + after)
-            .bind((run + 1) * SEQS_PER_RUN)
+            .bind(row_id(run, 0))
+            .bind(row_id(run, 0) + after)
+            .bind(row_id(run + 1, 0))
             .bind(int(want))
             .fetch_one(&mut *tx)
             .await
