@@ -1,6 +1,7 @@
 //! `volley`: run LLM requests through the providers' batch APIs.
 //!
 //! Each subcommand lives in `cmd/`; everything the tool prints goes through `output`.
+mod alloc;
 mod cli;
 mod cmd;
 mod exit;
@@ -9,14 +10,8 @@ mod signals;
 
 use clap::Parser;
 
-/// mimalloc gives freed memory back to the system, so the process's RSS follows what a run
-/// holds now instead of the highest it ever held (glibc's per-thread arenas kept the peak of
-/// every batch collected; bench/RESULTS.md). Its v2 line (the `v2` feature in the workspace
-/// manifest): at a million requests v3 peaked 27 MiB higher with the same live data.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
+    alloc::configure();
     let cli = cli::Cli::parse();
     output::init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -27,6 +27,10 @@ pub enum ImportError {
 }
 
 /// Imports every request of `source` into run `run_id` (already created); returns the count.
+///
+/// The source was validated before, and its ids are not checked again; `content_hash` is the
+/// FNV-1a of the content that was (the file half of the run's fingerprint). Content that reads
+/// differently now is refused before the import is finished, so the run is never driven.
 pub async fn import(
     store: &dyn Store,
     catalog: Arc<Catalog>,
@@ -34,14 +38,16 @@ pub async fn import(
     source: InputSource,
     options: InputOptions,
     run_id: &str,
+    content_hash: u64,
 ) -> Result<u64, ImportError> {
     let (tx, mut rx) = mpsc::channel::<Result<Vec<NewRequest>, InputError>>(2);
     let reader = tokio::task::spawn_blocking(move || {
         let options = InputOptions {
             load_files: true,
+            ids_validated: true,
             ..options
         };
-        let reader = match source.reader(&catalog, options) {
+        let mut reader = match source.reader(&catalog, options) {
             Ok(reader) => reader,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -49,7 +55,7 @@ pub async fn import(
             }
         };
         let mut chunk = Vec::with_capacity(CHUNK);
-        for (seq, item) in reader.enumerate() {
+        for (seq, item) in reader.by_ref().enumerate() {
             let item = match item {
                 Ok(item) => item,
                 Err(e) => {
@@ -81,6 +87,17 @@ pub async fn import(
             {
                 return;
             }
+        }
+        if reader.content_hash() != Some(content_hash) {
+            let _ = tx.blocking_send(Err(InputError::at(
+                0,
+                None,
+                format!(
+                    "{} changed while volley read it (after it was validated); run again once nothing writes to it",
+                    source.describe()
+                ),
+            )));
+            return;
         }
         if !chunk.is_empty() {
             let _ = tx.blocking_send(Ok(chunk));

@@ -4,6 +4,7 @@
 //! every problem names the line and the field. Callers run it once to validate everything
 //! before anything is submitted, then again to import (`volley run` does exactly that).
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -16,7 +17,7 @@ use serde_json::Value;
 use volley_types::{Message, Part, ProviderKind, Request, Role};
 
 use crate::catalog::Catalog;
-use crate::custom_id;
+use crate::custom_id::{self, Fnv1a};
 
 /// Longest accepted input line: the providers' per-request limit (Anthropic: 32 MB).
 pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
@@ -32,6 +33,11 @@ pub struct InputOptions {
     pub default_max_tokens: Option<u32>,
     /// Read attached files (`false` only checks they exist: the validation pass).
     pub load_files: bool,
+    /// The same content already passed [`validate`]: ids are not checked for uniqueness again
+    /// (the table takes ~17 bytes a request), and the reader hashes what it reads instead, so
+    /// the caller can prove it read the content that was validated
+    /// ([`InputReader::content_hash`]).
+    pub ids_validated: bool,
 }
 
 /// One validated request with where it came from.
@@ -75,7 +81,11 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 impl InputError {
-    fn at(line: usize, field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(
+        line: usize,
+        field: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             line,
             field: field.into(),
@@ -151,13 +161,18 @@ pub struct InputReader<'c, R> {
     options: InputOptions,
     line: usize,
     buf: Vec<u8>,
-    // Hashes of ids and custom ids seen so far → their line. Hashes and 32-bit lines keep
-    // memory at 12 bytes an entry (a million requests: two tables of 2^21 slots, ~26 MB each);
-    // with 64 bits a false duplicate needs ~4 billion ids.
-    seen_ids: HashMap<u64, u32>,
-    seen_custom_ids: HashMap<u64, u32>,
+    // Hashes of the custom ids seen so far → their line, with `AS_IS` when that line's id is
+    // its own custom id. Equal ids make equal custom ids, so this one table finds repeated ids
+    // too (a million requests: 2^21 slots of 17 bytes, ~36 MB); with 64-bit hashes a false
+    // duplicate needs ~4 billion ids.
+    seen: HashMap<u64, u32>,
     hasher: BuildHasherDefault<DefaultHasher>,
+    // FNV-1a of every byte read, when `options.ids_validated`.
+    content: Option<Fnv1a>,
 }
+
+/// Set in a `seen` entry when the line's id was sent as is; the other 31 bits are the line.
+const AS_IS: u32 = 1 << 31;
 
 impl<'c> InputReader<'c, BufReader<File>> {
     /// Opens `path`; attached files are resolved relative to its folder.
@@ -195,13 +210,44 @@ impl<'c, R: BufRead> InputReader<'c, R> {
             reader,
             base_dir,
             catalog,
-            options,
             line: 0,
             buf: Vec::new(),
-            seen_ids: HashMap::new(),
-            seen_custom_ids: HashMap::new(),
+            seen: HashMap::new(),
             hasher: BuildHasherDefault::default(),
+            content: options.ids_validated.then(Fnv1a::default),
+            options,
         }
+    }
+
+    /// FNV-1a of every byte read so far (the whole content once the reader is exhausted) —
+    /// the file half of a run's fingerprint; `None` unless `ids_validated`.
+    pub fn content_hash(&self) -> Option<u64> {
+        self.content.map(|hash| hash.finish())
+    }
+
+    /// Refuses an id used before, or one whose custom id another id already maps to. Which of
+    /// the two a clash is follows from whether each id was sent as is: both were, or neither
+    /// (the custom id then ends in a hash of the id), means the same id twice.
+    fn check_unique(&mut self, line: usize, id: &str, custom_id: &str) -> Result<(), InputError> {
+        // Lines past 2^31 (no real input) share one entry; their duplicates still show.
+        let at = u32::try_from(line).map_or(AS_IS - 1, |l| l.min(AS_IS - 1));
+        let as_is = id == custom_id;
+        let entry = match self.seen.entry(self.hasher.hash_one(custom_id)) {
+            Entry::Vacant(slot) => {
+                slot.insert(if as_is { at | AS_IS } else { at });
+                return Ok(());
+            }
+            Entry::Occupied(entry) => *entry.get(),
+        };
+        let first = entry & !AS_IS;
+        let message = if (entry & AS_IS != 0) == as_is {
+            format!("duplicate id `{id}` (first used on line {first})")
+        } else {
+            format!(
+                "id `{id}` maps to provider id `{custom_id}`, already used by line {first}; rename one"
+            )
+        };
+        Err(InputError::field(line, "id", message))
     }
 
     /// The error of a line that does not parse, with the field it is in when there is one.
@@ -239,29 +285,9 @@ impl<'c, R: BufRead> InputReader<'c, R> {
             Some(IdValue::Number(n)) => n.to_string(),
             None => format!("line-{line}"),
         };
-        let id_hash = self.hasher.hash_one(&id);
-        // Lines past u32::MAX (no real input) share one entry; their duplicates still show.
-        let at = u32::try_from(line).unwrap_or(u32::MAX);
-        if let Some(first) = self.seen_ids.insert(id_hash, at) {
-            return Err(InputError::field(
-                line,
-                "id",
-                format!("duplicate id `{id}` (first used on line {first})"),
-            ));
-        }
         let custom_id = custom_id::derive(&id);
-        if let Some(first) = self
-            .seen_custom_ids
-            .insert(self.hasher.hash_one(&custom_id), at)
-            && first != at
-        {
-            return Err(InputError::field(
-                line,
-                "id",
-                format!(
-                    "id `{id}` maps to provider id `{custom_id}`, already used by line {first}; rename one"
-                ),
-            ));
+        if !self.options.ids_validated {
+            self.check_unique(line, &id, &custom_id)?;
         }
 
         let model_name = raw
@@ -520,13 +546,20 @@ impl<R: BufRead> Iterator for InputReader<'_, R> {
                 std::io::Read::take(&mut self.reader, limit).read_until(b'\n', &mut self.buf);
             match read {
                 Ok(0) => return None,
-                Ok(_) => {}
+                Ok(_) => {
+                    if let Some(hash) = &mut self.content {
+                        hash.write(&self.buf);
+                    }
+                }
                 Err(e) => return Some(Err(InputError::at(line, None, format!("read error: {e}")))),
             }
             if self.buf.len() > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
                 // Skip the rest of the oversized line so the next one is read correctly.
                 let mut sink = Vec::new();
                 let _ = self.reader.read_until(b'\n', &mut sink);
+                if let Some(hash) = &mut self.content {
+                    hash.write(&sink);
+                }
                 return Some(Err(InputError::at(
                     line,
                     None,
@@ -618,6 +651,27 @@ impl InputSource {
         }
     }
 
+    /// FNV-1a of the whole content (a file is streamed): what [`crate::import::import`] checks
+    /// that it read, and the content half of a run's fingerprint.
+    pub fn content_hash(&self) -> std::io::Result<u64> {
+        match self {
+            Self::File(path) => {
+                let mut file = File::open(path)?;
+                let mut hash = Fnv1a::default();
+                let mut buf = vec![0; 1 << 16];
+                loop {
+                    match std::io::Read::read(&mut file, &mut buf) {
+                        Ok(0) => return Ok(hash.finish()),
+                        Ok(n) => hash.write(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Self::Memory { jsonl, .. } => Ok(custom_id::fnv1a(jsonl)),
+        }
+    }
+
     /// How the source is named in messages.
     pub fn describe(&self) -> String {
         match self {
@@ -646,6 +700,7 @@ pub fn validate(
 ) -> Result<Validation, InputError> {
     let options = InputOptions {
         load_files: false,
+        ids_validated: false,
         ..options.clone()
     };
     let mut validation = Validation::default();

@@ -170,6 +170,7 @@ async fn bench(n: u64) {
                 &catalog,
                 InputOptions {
                     load_files: true,
+                    ids_validated: true,
                     ..InputOptions::default()
                 },
             )
@@ -227,6 +228,9 @@ async fn bench(n: u64) {
             InputSource::File(input.clone()),
             InputOptions::default(),
             &run_id,
+            InputSource::File(input.clone())
+                .content_hash()
+                .expect("the input reads"),
         ),
     )
     .await;

@@ -174,6 +174,7 @@ fn items<'c>(
     crate::run::validate_input(catalog, &source, spec)?;
     let options = InputOptions {
         load_files: true,
+        ids_validated: true,
         ..spec.input_options()
     };
     let one = |e| Error::Input {

@@ -1,12 +1,11 @@
 //! Creating runs: from a JSONL file (the CLI) or from requests added in code (the library).
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use volley_core::catalog::Catalog;
-use volley_core::custom_id::{Fnv1a, fnv1a};
+use volley_core::custom_id::fnv1a;
 use volley_core::import;
 use volley_core::input::{self, InputOptions, InputSource, Validation};
 use volley_core::plan_estimate::Estimate;
@@ -58,6 +57,7 @@ impl RunSpec {
             default_model: self.model.clone(),
             default_max_tokens: self.max_tokens,
             load_files: false,
+            ids_validated: false,
         }
     }
 }
@@ -155,9 +155,11 @@ impl Volley {
         &self,
         source: InputSource,
         input: Option<&Path>,
-        fingerprint: String,
+        fingerprint: Fingerprint,
         spec: RunSpec,
     ) -> Result<Started, Error> {
+        let content_hash = fingerprint.content;
+        let fingerprint = fingerprint.key();
         if !spec.fresh {
             // Never pay twice for the same input: an unfinished run is resumed, and a completed
             // one is reused (its results are written again; nothing is submitted).
@@ -204,6 +206,7 @@ impl Volley {
             source,
             spec.input_options(),
             &id,
+            content_hash,
         )
         .await?;
         Ok(Started {
@@ -310,35 +313,40 @@ fn spec_fingerprint(spec: &RunSpec) -> String {
     )
 }
 
-fn fingerprint_bytes(bytes: &[u8], spec: &RunSpec) -> String {
-    format!(
-        "{:016x}-{:016x}",
-        fnv1a(bytes),
-        fnv1a(spec_fingerprint(spec).as_bytes())
-    )
+/// What makes two runs the same run: the input's content and the options.
+#[derive(Debug, Clone, Copy)]
+struct Fingerprint {
+    /// FNV-1a of the input's bytes.
+    content: u64,
+    /// FNV-1a of the options that change what is submitted.
+    spec: u64,
+}
+
+impl Fingerprint {
+    fn new(content: u64, spec: &RunSpec) -> Self {
+        Self {
+            content,
+            spec: fnv1a(spec_fingerprint(spec).as_bytes()),
+        }
+    }
+
+    /// As stored with the run.
+    fn key(self) -> String {
+        format!("{:016x}-{:016x}", self.content, self.spec)
+    }
+}
+
+fn fingerprint_bytes(bytes: &[u8], spec: &RunSpec) -> Fingerprint {
+    Fingerprint::new(fnv1a(bytes), spec)
 }
 
 /// Identifies the file's content and the options, streaming the file.
-fn fingerprint_file(path: &Path, spec: &RunSpec) -> Result<String, Error> {
-    let io_err = |source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut hash = Fnv1a::default();
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(e)),
-        };
-        hash.write(&buf[..n]);
-    }
-    Ok(format!(
-        "{:016x}-{:016x}",
-        hash.finish(),
-        fnv1a(spec_fingerprint(spec).as_bytes())
-    ))
+fn fingerprint_file(path: &Path, spec: &RunSpec) -> Result<Fingerprint, Error> {
+    let content = InputSource::File(path.to_path_buf())
+        .content_hash()
+        .map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    Ok(Fingerprint::new(content, spec))
 }

@@ -264,3 +264,58 @@ proptest! {
         let _ = read(&line, InputOptions { default_model: Some("claude-haiku-4-5".into()), ..Default::default() });
     }
 }
+
+fn line(id: &str) -> String {
+    format!("{{\"id\":{id:?},\"prompt\":\"x\",\"model\":\"claude-haiku-4-5\"}}\n")
+}
+
+#[test]
+fn an_id_that_is_not_sent_as_is_is_still_caught_when_repeated() {
+    let e = one_error(&(line("a b") + &line("c") + &line("a b")));
+    assert_eq!((e.line, e.field.as_deref()), (3, Some("id")));
+    assert_eq!(e.message, "duplicate id `a b` (first used on line 1)");
+}
+
+#[test]
+fn two_ids_that_map_to_one_provider_id_are_refused_either_way_round() {
+    let derived = custom_id::derive("a b");
+    assert_ne!(derived, "a b");
+    for (first, second) in [("a b", derived.as_str()), (derived.as_str(), "a b")] {
+        let e = one_error(&(line(first) + &line(second)));
+        assert_eq!((e.line, e.field.as_deref()), (2, Some("id")));
+        assert_eq!(
+            e.message,
+            format!(
+                "id `{second}` maps to provider id `{derived}`, already used by line 1; rename one"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_validated_input_is_hashed_instead_of_checked_for_repeated_ids() {
+    let text = line("a") + "\n" + &line("a");
+    let catalog = Catalog::builtin();
+    let options = InputOptions {
+        ids_validated: true,
+        ..Default::default()
+    };
+    let mut reader = InputReader::new(
+        Cursor::new(text.as_bytes().to_vec()),
+        PathBuf::from("."),
+        &catalog,
+        options,
+    );
+    assert!(reader.by_ref().all(|r| r.is_ok()));
+    assert_eq!(
+        reader.content_hash(),
+        Some(custom_id::fnv1a(text.as_bytes()))
+    );
+    let unvalidated = InputReader::new(
+        Cursor::new(Vec::new()),
+        PathBuf::from("."),
+        &catalog,
+        InputOptions::default(),
+    );
+    assert_eq!(unvalidated.content_hash(), None);
+}

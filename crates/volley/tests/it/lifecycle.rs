@@ -154,3 +154,91 @@ async fn shutdown_leaves_batches_running_and_drive_again_finishes_without_resubm
     assert_eq!(stats.duplicate_submissions, 0);
     assert_eq!((stats.batches_created, stats.requests_submitted), (3, 60));
 }
+
+#[tokio::test]
+async fn an_input_that_changed_after_validation_is_not_imported_nor_driven() {
+    use std::sync::Arc;
+    use volley_core::import::{ImportError, import};
+    use volley_core::input::{InputOptions, InputSource};
+    use volley_core::provider::Providers;
+    use volley_core::store::{NewRun, RunOptions};
+
+    let volley = volley(sim(0), 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.jsonl");
+    let source = InputSource::File(path.clone());
+    std::fs::write(
+        &path,
+        "{\"id\":\"a\",\"prompt\":\"x\",\"model\":\"claude-haiku-4-5\"}\n",
+    )
+    .unwrap();
+    let validated = source.content_hash().unwrap();
+    // Written again between the validation and the import.
+    std::fs::write(
+        &path,
+        "{\"id\":\"a\",\"prompt\":\"x\",\"model\":\"claude-haiku-4-5\"}\n\
+         {\"id\":\"b\",\"prompt\":\"y\",\"model\":\"claude-haiku-4-5\"}\n",
+    )
+    .unwrap();
+    volley
+        .store()
+        .create_run(&NewRun {
+            id: "r".into(),
+            created_at: jiff::Timestamp::now(),
+            input: Some(path.display().to_string()),
+            fingerprint: None,
+            out: None,
+            options: RunOptions::default(),
+        })
+        .await
+        .unwrap();
+    let refused = import(
+        volley.store().as_ref(),
+        Arc::new(volley.catalog().clone()),
+        Providers::default(),
+        source.clone(),
+        InputOptions::default(),
+        "r",
+        validated,
+    )
+    .await
+    .unwrap_err();
+    let ImportError::Input(e) = refused else {
+        panic!("not an input error: {refused}")
+    };
+    assert!(e.message.contains("changed while volley read it"), "{e}");
+
+    let driven = volley.drive("r", CancellationToken::new()).await;
+    assert!(
+        driven
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("interrupted while importing")),
+        "{driven:?}"
+    );
+    // The content it now has imports.
+    let now = source.content_hash().unwrap();
+    volley
+        .store()
+        .create_run(&NewRun {
+            id: "r2".into(),
+            created_at: jiff::Timestamp::now(),
+            input: None,
+            fingerprint: None,
+            out: None,
+            options: RunOptions::default(),
+        })
+        .await
+        .unwrap();
+    let imported = import(
+        volley.store().as_ref(),
+        Arc::new(volley.catalog().clone()),
+        Providers::default(),
+        source,
+        InputOptions::default(),
+        "r2",
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(imported, 2);
+}
