@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::StoreError;
 use crate::catalog::Catalog;
+use crate::estimate;
 use crate::input::{InputError, InputOptions, InputSource};
 use crate::plan_estimate::worst_case_cost;
 use crate::provider::{Providers, SubmissionItem};
@@ -47,60 +48,12 @@ pub async fn import(
             ids_validated: true,
             ..options
         };
-        let mut reader = match source.reader(&catalog, options) {
-            Ok(reader) => reader,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for (seq, item) in reader.by_ref().enumerate() {
-            let item = match item {
-                Ok(item) => item,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            };
-            let submission = SubmissionItem {
-                custom_id: item.custom_id,
-                request: item.request,
-            };
-            let wire_bytes = providers.get(item.provider).map_or_else(
-                || serde_json::to_vec(&submission.request).map_or(0, |v| v.len() as u64),
-                |p| p.wire_size(&submission),
-            );
-            chunk.push(NewRequest {
-                seq: seq as u64,
-                est_input_tokens: catalog.input_tokens(item.provider, &submission.request),
-                worst_cost_usd: worst_case_cost(&catalog, item.provider, &submission.request),
-                custom_id: submission.custom_id,
-                provider: item.provider,
-                request: submission.request,
-                wire_bytes,
-            });
-            if chunk.len() == CHUNK
-                && tx
-                    .blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
-                    .is_err()
-            {
-                return;
-            }
-        }
-        if reader.content_hash() != Some(content_hash) {
-            let _ = tx.blocking_send(Err(InputError::at(
-                0,
-                None,
-                format!(
-                    "{} changed while volley read it (after it was validated); run again once nothing writes to it",
-                    source.describe()
-                ),
-            )));
-            return;
-        }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
+        let read = read(&source, &catalog, &providers, options, content_hash, &tx);
+        // The rest of a run counts no tokens: the encoder goes now, not when tokio ends
+        // this thread.
+        estimate::release_thread_counter();
+        if let Err(e) = read {
+            let _ = tx.blocking_send(Err(e));
         }
     });
     let mut total = 0;
@@ -113,4 +66,60 @@ pub async fn import(
     let _ = reader.await;
     store.finish_import(run_id).await?;
     Ok(total)
+}
+
+/// Reads `source` into chunks for the store, on a blocking thread. `Ok` also when the
+/// receiver went away (the import failed on the store side, which says why).
+fn read(
+    source: &InputSource,
+    catalog: &Catalog,
+    providers: &Providers,
+    options: InputOptions,
+    content_hash: u64,
+    tx: &mpsc::Sender<Result<Vec<NewRequest>, InputError>>,
+) -> Result<(), InputError> {
+    let mut reader = source.reader(catalog, options)?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for (seq, item) in reader.by_ref().enumerate() {
+        let item = item?;
+        let submission = SubmissionItem {
+            custom_id: item.custom_id,
+            request: item.request,
+        };
+        let wire_bytes = providers.get(item.provider).map_or_else(
+            || serde_json::to_vec(&submission.request).map_or(0, |v| v.len() as u64),
+            |p| p.wire_size(&submission),
+        );
+        chunk.push(NewRequest {
+            seq: seq as u64,
+            est_input_tokens: catalog.input_tokens(item.provider, &submission.request),
+            worst_cost_usd: worst_case_cost(catalog, item.provider, &submission.request),
+            custom_id: submission.custom_id,
+            provider: item.provider,
+            request: submission.request,
+            wire_bytes,
+        });
+        if chunk.len() == CHUNK
+            && tx
+                .blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
+                .is_err()
+        {
+            return Ok(());
+        }
+    }
+    // Checked before the last chunk goes: the import is then never finished.
+    if reader.content_hash() != Some(content_hash) {
+        return Err(InputError::at(
+            0,
+            None,
+            format!(
+                "{} changed while volley read it (after it was validated); run again once nothing writes to it",
+                source.describe()
+            ),
+        ));
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(Ok(chunk));
+    }
+    Ok(())
 }
