@@ -287,7 +287,8 @@ impl Engine {
                 stop.cancel();
             }
             if !stop.is_cancelled() {
-                next_batch = self.plan(run_id, next_batch).await?;
+                let ahead = Some(inner.config.max_open_batches_per_provider.max(1));
+                next_batch = self.plan(run_id, next_batch, ahead).await?;
                 let limits = RunLimits {
                     max_attempts: run.options.max_attempts.max(1),
                     max_cost_usd: run.options.max_cost_usd,
@@ -403,14 +404,33 @@ impl Engine {
     /// ([`Engine::drive`] plans as it goes); returns how many batches the run has now.
     pub async fn plan_pending(&self, run_id: &str) -> Result<u64, EngineError> {
         let next = self.inner.store.batch_count(run_id).await? + 1;
-        Ok(self.plan(run_id, next).await? - 1)
+        Ok(self.plan(run_id, next, None).await? - 1)
     }
 
-    /// Packs every pending request into planned batches; returns the next batch number.
-    async fn plan(&self, run_id: &str, mut next_batch: u64) -> Result<u64, EngineError> {
+    /// Packs pending requests into planned batches; returns the next batch number. With
+    /// `ahead`, a group stops once it has that many batches planned and not yet submitted:
+    /// the drive calls this again whenever a batch ends, and a large run's first create need
+    /// not wait for all of its planning (a million requests: ~6 s).
+    async fn plan(
+        &self,
+        run_id: &str,
+        mut next_batch: u64,
+        ahead: Option<usize>,
+    ) -> Result<u64, EngineError> {
         const PAGE: u64 = 10_000;
         let store = &self.inner.store;
-        for group in store.pending_groups(run_id).await? {
+        let mut planned: HashMap<Group, usize> = HashMap::new();
+        if ahead.is_some() {
+            for batch in store.batches(run_id).await? {
+                if batch.state == BatchState::Planned {
+                    *planned.entry(batch.group).or_default() += 1;
+                }
+            }
+        }
+        let room = |planned: &HashMap<Group, usize>, group: &Group| {
+            ahead.is_none_or(|ahead| planned.get(group).copied().unwrap_or(0) < ahead)
+        };
+        'groups: for group in store.pending_groups(run_id).await? {
             if self.inner.providers.get(group.provider).is_none() {
                 return Err(EngineError::MissingProvider(group.provider));
             }
@@ -424,14 +444,22 @@ impl Engine {
             let mut closed: Vec<Packed> = Vec::new();
             let mut after = None;
             loop {
+                if !room(&planned, &group) {
+                    // What the packer holds stays pending, for a later call.
+                    continue 'groups;
+                }
                 let page = store.pending_requests(run_id, &group, after, PAGE).await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.seq);
                 closed.extend(page.into_iter().filter_map(|p| packer.push(p)));
                 for packed in closed.drain(..) {
+                    if !room(&planned, &group) {
+                        continue 'groups;
+                    }
                     next_batch = self
                         .create_batch(run_id, &group, packed, next_batch)
                         .await?;
+                    *planned.entry(group.clone()).or_default() += 1;
                 }
             }
             if let Some(packed) = packer.finish() {

@@ -4,6 +4,7 @@
 //! and memory holds only a couple of chunks whatever the input size.
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::StoreError;
@@ -41,7 +42,7 @@ pub async fn import(
     run_id: &str,
     content_hash: u64,
 ) -> Result<u64, ImportError> {
-    let (tx, mut rx) = mpsc::channel::<Result<Vec<NewRequest>, InputError>>(2);
+    let (tx, rx) = mpsc::channel::<Result<Vec<NewRequest>, InputError>>(2);
     let reader = tokio::task::spawn_blocking(move || {
         let options = InputOptions {
             load_files: true,
@@ -56,11 +57,23 @@ pub async fn import(
             let _ = tx.blocking_send(Err(e));
         }
     });
+    // Two inserts in flight: the next chunk's rows are serialized on this side while the
+    // store's writer stores the one before (the two took turns, and the import was their sum).
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut inserts = std::pin::pin!(
+        chunks
+            .map(|chunk| async move {
+                let chunk = chunk?;
+                store.insert_requests(run_id, &chunk).await?;
+                Ok::<u64, ImportError>(chunk.len() as u64)
+            })
+            .buffered(2)
+    );
     let mut total = 0;
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk?;
-        total += chunk.len() as u64;
-        store.insert_requests(run_id, &chunk).await?;
+    while let Some(inserted) = inserts.next().await {
+        total += inserted?;
     }
     // The reader only ends early by sending an error, which was returned above.
     let _ = reader.await;

