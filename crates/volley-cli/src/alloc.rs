@@ -26,8 +26,9 @@ unsafe extern "C" {
 ///
 /// A delayed purge is carried out by the thread that freed the memory, the next time it
 /// allocates; SQLite's connection threads and tokio's blocking threads free a batch's worth
-/// and then sit idle, so their pages stayed resident: a million-request run held ~40 MiB
-/// more and peaked ~35 MiB higher. `MIMALLOC_PURGE_DELAY`, when set, wins.
+/// and then sit idle, so their pages stayed resident: a million-request run peaked at
+/// ~190 MiB instead of ~150, for ~5–10% less CPU (pages reused are not faulted in again).
+/// `MIMALLOC_PURGE_DELAY`, when set, wins.
 pub(crate) fn configure() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
