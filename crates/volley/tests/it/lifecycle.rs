@@ -180,29 +180,35 @@ async fn an_input_that_changed_after_validation_is_not_imported_nor_driven() {
          {\"id\":\"b\",\"prompt\":\"y\",\"model\":\"claude-haiku-4-5\"}\n",
     )
     .unwrap();
-    volley
-        .store()
-        .create_run(&NewRun {
-            id: "r".into(),
-            created_at: jiff::Timestamp::now(),
-            input: Some(path.display().to_string()),
-            fingerprint: None,
-            out: None,
-            options: RunOptions::default(),
-        })
-        .await
-        .unwrap();
-    let refused = import(
-        volley.store().as_ref(),
-        Arc::new(volley.catalog().clone()),
-        Providers::default(),
-        source.clone(),
-        InputOptions::default(),
-        "r",
-        validated,
-    )
-    .await
-    .unwrap_err();
+    // A new run `id`, and the import of `source` into it against `content_hash`.
+    let import_run = |id: &'static str, content_hash: u64| {
+        let (volley, source) = (&volley, source.clone());
+        async move {
+            volley
+                .store()
+                .create_run(&NewRun {
+                    id: id.into(),
+                    created_at: jiff::Timestamp::now(),
+                    input: None,
+                    fingerprint: None,
+                    out: None,
+                    options: RunOptions::default(),
+                })
+                .await
+                .unwrap();
+            import(
+                volley.store().as_ref(),
+                Arc::new(volley.catalog().clone()),
+                Providers::default(),
+                source,
+                InputOptions::default(),
+                id,
+                content_hash,
+            )
+            .await
+        }
+    };
+    let refused = import_run("r", validated).await.unwrap_err();
     let ImportError::Input(e) = refused else {
         panic!("not an input error: {refused}")
     };
@@ -216,29 +222,6 @@ async fn an_input_that_changed_after_validation_is_not_imported_nor_driven() {
         "{driven:?}"
     );
     // The content it now has imports.
-    let now = source.content_hash().unwrap();
-    volley
-        .store()
-        .create_run(&NewRun {
-            id: "r2".into(),
-            created_at: jiff::Timestamp::now(),
-            input: None,
-            fingerprint: None,
-            out: None,
-            options: RunOptions::default(),
-        })
-        .await
-        .unwrap();
-    let imported = import(
-        volley.store().as_ref(),
-        Arc::new(volley.catalog().clone()),
-        Providers::default(),
-        source,
-        InputOptions::default(),
-        "r2",
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(imported, 2);
+    let imported = import_run("r2", source.content_hash().unwrap()).await;
+    assert_eq!(imported.unwrap(), 2);
 }
