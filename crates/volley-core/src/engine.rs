@@ -277,6 +277,11 @@ impl Engine {
         let mut active: HashMap<String, ProviderKind> = HashMap::new();
         let mut not_before: HashMap<String, (Instant, u32)> = HashMap::new();
         let mut next_batch = store.batch_count(run_id).await? + 1;
+        // Batches planned ahead per model: one at first, so the first create starts after
+        // one batch's planning rather than all of them (a million requests: ~3 s), then
+        // doubling without waiting until the provider's cap on open batches.
+        let most_ahead = inner.config.max_open_batches_per_provider.max(1);
+        let mut ahead = 1;
 
         let result = loop {
             if !stop.is_cancelled() && self.canceled_elsewhere(run_id).await? {
@@ -286,9 +291,11 @@ impl Engine {
                 ));
                 stop.cancel();
             }
+            let mut plan_more = false;
             if !stop.is_cancelled() {
-                let ahead = Some(inner.config.max_open_batches_per_provider.max(1));
-                next_batch = self.plan(run_id, next_batch, ahead).await?;
+                next_batch = self.plan(run_id, next_batch, Some(ahead)).await?;
+                plan_more = ahead < most_ahead;
+                ahead = (ahead * 2).min(most_ahead);
                 let limits = RunLimits {
                     max_attempts: run.options.max_attempts.max(1),
                     max_cost_usd: run.options.max_cost_usd,
@@ -354,6 +361,7 @@ impl Engine {
                     }
                 }
                 () = stop.cancelled(), if !stop.is_cancelled() => {}
+                () = std::future::ready(()), if plan_more => {}
                 () = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     not_before.retain(|_, (at, _)| *at > now);

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use volley_core::ProviderError;
 use volley_core::provider::{ItemOutcome, ItemResult, RemoteBatch, RemotePhase, SubmissionItem};
 use volley_types::{ErrorInfo, ErrorKind, Part, ProviderKind, Request, Role, Usage};
@@ -483,11 +484,12 @@ pub fn item_outcome(line: &[u8]) -> Result<ItemOutcome, String> {
     })?;
     let result = match (line.response, line.error) {
         (Some(response), _) if (200..300).contains(&response.status_code) => {
-            succeeded(response.body)
+            succeeded(response.body.as_deref())
         }
         (Some(response), _) => {
             let status = response.status_code;
-            let error = serde_json::from_value::<ErrorResponse>(response.body.clone()).ok();
+            let body = response.body.as_deref();
+            let error = body.and_then(|b| serde_json::from_str::<ErrorResponse>(b.get()).ok());
             ItemResult::Errored(match error {
                 Some(e) => {
                     let code = e.error.code();
@@ -503,7 +505,7 @@ pub fn item_outcome(line: &[u8]) -> Result<ItemOutcome, String> {
                 }
                 None => ErrorInfo {
                     kind: error_kind(Some(status), None, None),
-                    message: format!("HTTP {status}: {}", shorten(&body_text(&response.body))),
+                    message: format!("HTTP {status}: {}", shorten(&body_text(body))),
                     provider_status: Some(status),
                 },
             })
@@ -530,13 +532,16 @@ pub fn item_outcome(line: &[u8]) -> Result<ItemOutcome, String> {
     })
 }
 
-fn succeeded(body: Value) -> ItemResult {
-    let shown = shorten(&body_text(&body));
-    let completion = match serde_json::from_value::<ChatCompletion>(body) {
-        Ok(c) if !c.choices.is_empty() => c,
-        Ok(_) => return protocol_error(format!("the answer has no choices: {shown}")),
-        Err(e) => return protocol_error(format!("unexpected chat completion ({e}): {shown}")),
-    };
+fn succeeded(body: Option<&RawValue>) -> ItemResult {
+    let shown = || shorten(&body_text(body));
+    let completion =
+        match serde_json::from_str::<ChatCompletion>(body.map_or("null", RawValue::get)) {
+            Ok(c) if !c.choices.is_empty() => c,
+            Ok(_) => return protocol_error(format!("the answer has no choices: {}", shown())),
+            Err(e) => {
+                return protocol_error(format!("unexpected chat completion ({e}): {}", shown()));
+            }
+        };
     let u = completion.usage.unwrap_or_default();
     let details = u.prompt_tokens_details.unwrap_or_default();
     let cache_read = details.cached_tokens.unwrap_or(0);
@@ -578,10 +583,13 @@ fn protocol_error(message: String) -> ItemResult {
 }
 
 /// A body for a message: a JSON string as its text, anything else as JSON.
-fn body_text(body: &Value) -> Cow<'_, str> {
-    match body {
-        Value::String(text) => Cow::Borrowed(text),
-        other => Cow::Owned(other.to_string()),
+fn body_text(body: Option<&RawValue>) -> Cow<'_, str> {
+    let Some(raw) = body else {
+        return Cow::Borrowed("null");
+    };
+    match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+        Ok(text) => text,
+        Err(_) => Cow::Borrowed(raw.get()),
     }
 }
 
