@@ -622,7 +622,9 @@ impl Engine {
                 }
                 // Read under the lock: only the batch being created holds its requests, not
                 // every admitted batch waiting for its turn.
+                let started = std::time::Instant::now();
                 let mut items = store.batch_items(&batch.id).await?;
+                tracing::debug!(batch = %batch.id, requests = items.len(), ms = started.elapsed().as_millis(), "read to submit");
                 match self
                     .submit(provider.as_ref(), &batch, &mut items, limits)
                     .await
@@ -662,7 +664,9 @@ impl Engine {
         // Read again to collect: a batch holds none of its requests while it waits, which
         // may take hours, so memory does not grow with the batches in flight.
         let _slot = permit(&self.inner.collecting).await?;
+        let started = std::time::Instant::now();
         let items = store.batch_items_to_collect(&batch.id).await?;
+        tracing::debug!(batch = %batch.id, ms = started.elapsed().as_millis(), "read to collect");
         self.finish_batch(
             provider.as_ref(),
             &batch,
@@ -749,6 +753,7 @@ impl Engine {
                 }
             })
             .collect();
+        let started = std::time::Instant::now();
         let created = provider
             .submit(Submission {
                 batch_id: &batch.id,
@@ -757,6 +762,7 @@ impl Engine {
                 items: submission_items,
             })
             .await;
+        tracing::debug!(batch = %batch.id, ms = started.elapsed().as_millis(), "create call");
         match created {
             Ok(remote) => {
                 store
@@ -1041,6 +1047,8 @@ impl Engine {
         let by_custom_id: HashMap<&str, &BatchItem> =
             items.iter().map(|i| (i.custom_id.as_str(), i)).collect();
         let mut seen: HashSet<&str> = HashSet::with_capacity(items.len());
+        let started = std::time::Instant::now();
+        let mut stored = std::time::Duration::ZERO;
         let mut stream = provider.results(remote).await.map_err(classify)?;
         let mut chunk = Vec::with_capacity(self.inner.config.collect_chunk);
         let (mut finished, mut retried) = (0u64, 0u64);
@@ -1075,7 +1083,9 @@ impl Engine {
             tally(&decided);
             chunk.push(decided);
             if chunk.len() >= self.inner.config.collect_chunk {
+                let t = std::time::Instant::now();
                 store.record_outcomes(&batch.id, &chunk).await?;
+                stored += t.elapsed();
                 chunk.clear();
             }
         }
@@ -1097,7 +1107,10 @@ impl Engine {
             tally(&decided);
             chunk.push(decided);
         }
+        let t = std::time::Instant::now();
         store.record_outcomes(&batch.id, &chunk).await?;
+        stored += t.elapsed();
+        tracing::debug!(batch = %batch.id, ms = started.elapsed().as_millis(), stored_ms = stored.as_millis(), "collected");
         let delete = self.intend_delete(batch, remote).await?;
         store.close_batch(&batch.id, BatchState::Collected).await?;
         let cost_usd = self.batch_record(&batch.run_id, &batch.id).await?.cost_usd;

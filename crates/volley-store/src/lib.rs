@@ -10,6 +10,7 @@
 //! See docs/decisions/0003-store-sqlx-sqlite.md for why sqlx and why no sqlx macros.
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod location;
 mod migrate;
 mod sqlite;

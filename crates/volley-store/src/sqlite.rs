@@ -34,6 +34,7 @@ use volley_core::store::{
 };
 use volley_types::{BatchState, Counts, ProviderKind, Request, ResultStatus, RunState};
 
+use crate::checkpoint::Checkpointer;
 use crate::location::{self, Location};
 use crate::migrate::{self, MigrateError};
 
@@ -89,6 +90,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// WAL readers; the writer pool itself for an in-memory store.
     reader: SqlitePool,
+    /// Checkpoints the WAL next to the writer (a file store only).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl SqliteStore {
@@ -103,7 +106,7 @@ impl SqliteStore {
             location: shown.clone(),
             message,
         };
-        let (writer, reader) = match location::parse(location).map_err(fail)? {
+        let (writer, reader, checkpointer) = match location::parse(location).map_err(fail)? {
             Location::Memory => {
                 let options = SqliteConnectOptions::from_str("sqlite::memory:")
                     .map_err(|e| fail(e.to_string()))?
@@ -120,7 +123,7 @@ impl SqliteStore {
                     .connect_with(options)
                     .await
                     .map_err(|e| fail(format!("open: {e}{}", storage_hint(&e, &shown))))?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
             Location::File(path) => {
                 create_parent(&path).map_err(&fail)?;
@@ -137,7 +140,9 @@ impl SqliteStore {
                     // many times in between is copied back once (import and collection
                     // rewrite the same pages again and again). 40 MB → 160 MB: a million
                     // requests 56.4–56.6 s → 48.0–53.2 s (bench/RESULTS.md); the price is
-                    // up to ~160 MB more disk while a run writes.
+                    // up to ~160 MB more disk while a run writes. Most pages are copied
+                    // before that by the checkpoint task (checkpoint.rs), so this one, run
+                    // in the writer's commit, is the backstop and finds little left to copy.
                     .pragma("wal_autocheckpoint", "40000")
                     // Readers: 2 MiB of page cache each (they read ranges once, in order).
                     .pragma("cache_size", "-2048");
@@ -147,17 +152,19 @@ impl SqliteStore {
                 let writer = connect_writer(options.clone().pragma("cache_size", "-16384"))
                     .await
                     .map_err(|e| fail(format!("open: {e}{}", storage_hint(&e, &shown))))?;
+                let checkpointer = Checkpointer::start(options.clone());
                 let reader = SqlitePoolOptions::new()
                     .max_connections(READERS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options);
-                (writer, reader)
+                (writer, reader, Some(checkpointer))
             }
         };
         let store = Self {
             location: shown,
             writer,
             reader,
+            checkpointer,
         };
         store.migrate().await?;
         Ok(store)
@@ -178,6 +185,9 @@ impl SqliteStore {
 
     /// Closes the connections (waits for running calls to finish).
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -219,7 +229,11 @@ impl SqliteStore {
     }
 
     async fn commit(&self, tx: Transaction<'static, Sqlite>) -> Result<(), StoreError> {
-        tx.commit().await.map_err(self.db("commit"))
+        tx.commit().await.map_err(self.db("commit"))?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.committed();
+        }
+        Ok(())
     }
 
     /// A batch as the store's calls need it, inside their transaction.
