@@ -28,8 +28,19 @@ pub async fn write_results(
     run_id: &str,
     out: &mut (dyn Write + Send),
 ) -> Result<u64, ExportError> {
+    write_results_and_pass(store, run_id, out, &mut |_| {}).await
+}
+
+/// [`write_results`], handing each page of lines to `written` once it is written, so a caller
+/// can add them up (on another thread) without reading the file again.
+pub async fn write_results_and_pass(
+    store: &dyn Store,
+    run_id: &str,
+    out: &mut (dyn Write + Send),
+    written: &mut (dyn FnMut(Vec<String>) + Send),
+) -> Result<u64, ExportError> {
     let mut after = None;
-    let mut written = 0;
+    let mut count = 0;
     loop {
         let page = store.results(run_id, after, PAGE).await?;
         let Some((last, _)) = page.last() else { break };
@@ -41,10 +52,11 @@ pub async fn write_results(
                     path: "output".into(),
                     source,
                 })?;
-            written += 1;
+            count += 1;
         }
+        written(page.into_iter().map(|(_, line)| line).collect());
     }
-    Ok(written)
+    Ok(count)
 }
 
 /// Writes `results.jsonl` at `path` atomically: a temporary file in the same folder, synced,
@@ -53,6 +65,7 @@ pub async fn write_results_file(
     store: &dyn Store,
     run_id: &str,
     path: &Path,
+    written: &mut (dyn FnMut(Vec<String>) + Send),
 ) -> Result<u64, ExportError> {
     let io_err = |source| ExportError::Io {
         path: path.display().to_string(),
@@ -65,7 +78,7 @@ pub async fn write_results_file(
     std::fs::create_dir_all(dir).map_err(io_err)?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err)?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    let written = write_results(store, run_id, &mut writer).await?;
+    let count = write_results_and_pass(store, run_id, &mut writer, written).await?;
     let tmp = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
@@ -73,5 +86,5 @@ pub async fn write_results_file(
         // Makes the rename durable; not every platform can sync a folder, so ignore failure.
         let _ = dir.sync_all();
     }
-    Ok(written)
+    Ok(count)
 }

@@ -210,7 +210,27 @@ impl Volley {
 
     /// Writes `results.jsonl` for a run atomically; returns the number of lines.
     pub async fn write_results(&self, run_id: &str, path: &Path) -> Result<u64, Error> {
-        Ok(volley_core::export::write_results_file(self.store.as_ref(), run_id, path).await?)
+        self.write_results_and_pass(run_id, path, |_| {}).await
+    }
+
+    /// [`Volley::write_results`], handing `written` each page of lines (in input order) once
+    /// it is in the file: to add the results up while they are written, not by reading the
+    /// file again.
+    pub async fn write_results_and_pass(
+        &self,
+        run_id: &str,
+        path: &Path,
+        mut written: impl FnMut(Vec<String>) + Send,
+    ) -> Result<u64, Error> {
+        Ok(
+            volley_core::export::write_results_file(
+                self.store.as_ref(),
+                run_id,
+                path,
+                &mut written,
+            )
+            .await?,
+        )
     }
 
     /// Streams a run's result lines, in input order, to `out` (for `volley results`).

@@ -264,11 +264,15 @@ pub(crate) async fn finish(
         .or_else(|| run.out.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("volley-results").join(&run.id));
     let path = out_dir.join("results.jsonl");
-    if let Err(e) = volley.write_results(&run.id, &path).await {
+    let tally = summary::Tally::start(volley.catalog().clone());
+    if let Err(e) = volley
+        .write_results_and_pass(&run.id, &path, |page| tally.add(page))
+        .await
+    {
         output::error(&e.to_string());
         return Code::Usage;
     }
-    match summary::summarize(volley.catalog(), &path) {
+    match tally.finish() {
         Ok(summary) => output::info(&summary.render(&run.id, ended, started.elapsed(), &path)),
         Err(e) => output::error(&format!("cannot summarise {}: {e}", path.display())),
     }

@@ -1,7 +1,6 @@
 //! The end-of-run summary: per model, requests, outcomes and cost at batch and real-time prices.
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,30 +35,67 @@ struct Tallied<'a> {
     cost_usd: f64,
 }
 
-/// Reads a results file and totals it.
-pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summary> {
-    let mut file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    // A handful of models per run: a linear search, and no key allocated per line.
-    let mut rows: Vec<((ProviderKind, String), Row)> = Vec::new();
-    let mut text = String::new();
-    loop {
-        text.clear();
-        if file.read_line(&mut text)? == 0 {
-            break;
+/// Adds up result lines on a thread of its own, page by page as they are written, so the
+/// summary costs the end of a run no second pass over the file.
+pub(crate) struct Tally {
+    pages: std::sync::mpsc::SyncSender<Vec<String>>,
+    thread: std::thread::JoinHandle<Result<Summary, serde_json::Error>>,
+}
+
+impl Tally {
+    pub(crate) fn start(catalog: Catalog) -> Self {
+        // Two pages queued at most: the writer never waits long, memory stays flat.
+        let (pages, received) = std::sync::mpsc::sync_channel::<Vec<String>>(2);
+        let thread = std::thread::spawn(move || {
+            let mut totals = Totals::default();
+            for page in received {
+                for line in &page {
+                    totals.add(&catalog, line)?;
+                }
+            }
+            Ok(totals.summary())
+        });
+        Self { pages, thread }
+    }
+
+    /// Takes a page of lines (the thread ends early on a line it cannot read; the rest are
+    /// dropped and [`Tally::finish`] says why).
+    pub(crate) fn add(&self, page: Vec<String>) {
+        let _ = self.pages.send(page);
+    }
+
+    pub(crate) fn finish(self) -> Result<Summary, String> {
+        drop(self.pages);
+        match self.thread.join() {
+            Ok(summary) => summary.map_err(|e| e.to_string()),
+            Err(_) => Err("the summary thread panicked".into()),
         }
-        let line: Tallied<'_> = serde_json::from_str(&text)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let at = match rows
+    }
+}
+
+/// Totals per provider and model. A handful of models per run: a linear search, and no key
+/// allocated per line.
+#[derive(Default)]
+struct Totals {
+    rows: Vec<((ProviderKind, String), Row)>,
+}
+
+impl Totals {
+    fn add(&mut self, catalog: &Catalog, text: &str) -> Result<(), serde_json::Error> {
+        let line: Tallied<'_> = serde_json::from_str(text)?;
+        let at = match self
+            .rows
             .iter()
             .position(|((p, m), _)| *p == line.provider && *m == line.model)
         {
             Some(at) => at,
             None => {
-                rows.push(((line.provider, line.model.to_string()), Row::default()));
-                rows.len() - 1
+                self.rows
+                    .push(((line.provider, line.model.to_string()), Row::default()));
+                self.rows.len() - 1
             }
         };
-        let row = &mut rows[at].1;
+        let row = &mut self.rows[at].1;
         row.requests += 1;
         if line.status == ResultStatus::Succeeded {
             row.succeeded += 1;
@@ -71,10 +107,14 @@ pub(crate) fn summarize(catalog: &Catalog, path: &Path) -> std::io::Result<Summa
         row.input_tokens +=
             line.usage.input_tokens + line.usage.cache_read_tokens + line.usage.cache_write_tokens;
         row.output_tokens += line.usage.output_tokens;
+        Ok(())
     }
-    Ok(Summary {
-        rows: rows.into_iter().collect(),
-    })
+
+    fn summary(self) -> Summary {
+        Summary {
+            rows: self.rows.into_iter().collect(),
+        }
+    }
 }
 
 impl Summary {
