@@ -62,6 +62,11 @@ pub(crate) struct DriveArgs {
     /// Most batches at one provider at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_concurrent_batches: u64,
+    /// Seconds a create left unanswered by a crash is given to reach the provider: until then
+    /// a batch that cannot be found there is not sent again (and its provider gets no new
+    /// batch), so a request still on its way is never paid twice.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) create_grace: u64,
     /// First poll interval in milliseconds; it grows while a batch does not change
     /// (default 5000 against real APIs, 100 with --simulate).
     #[arg(long, value_name = "MS")]

@@ -56,6 +56,11 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Outcomes per store transaction while collecting.
     pub collect_chunk: usize,
+    /// How long after its intent a create that cannot be found is still taken to be on its
+    /// way: a process killed while sending one leaves a request the provider may act on after
+    /// the next process has looked (docs/decisions/0016). Until then the batch stays
+    /// `submitting` and its provider gets no new create; after it, the batch is planned again.
+    pub create_grace: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +75,7 @@ impl Default for EngineConfig {
                 ..RetryPolicy::default()
             },
             collect_chunk: 5_000,
+            create_grace: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -976,6 +982,17 @@ impl Engine {
                 Ok(Some(remote))
             }
             None => {
+                let since = Timestamp::now().duration_since(started_at);
+                let grace = jiff::SignedDuration::try_from(self.inner.config.create_grace)
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                if since < grace {
+                    return Err(BatchError::Transient(format!(
+                        "batch {} is not at the provider {:.1}s after its create began; a create sent just before a crash may still land, so it is not sent again for {:.0}s",
+                        batch.id,
+                        since.as_secs_f64(),
+                        grace.as_secs_f64()
+                    )));
+                }
                 store.abort_submit(&batch.id).await?;
                 Ok(None)
             }

@@ -96,6 +96,13 @@ impl VolleyBuilder {
         self
     }
 
+    /// How long a create that cannot be found at the provider after a crash is still taken
+    /// to be on its way (default 60 s; [`EngineConfig::create_grace`]).
+    pub fn create_grace(mut self, grace: std::time::Duration) -> Self {
+        self.engine.create_grace = grace;
+        self
+    }
+
     /// Poll interval bounds.
     pub fn poll_policy(mut self, poll: PollPolicy) -> Self {
         self.engine.poll = poll;

@@ -176,9 +176,9 @@ async fn build(
     if let Some(n) = drive.plan.enqueued_token_budget {
         builder = builder.enqueued_token_budget(n);
     }
-    builder = builder.max_concurrent_batches(
-        usize::try_from(drive.max_concurrent_batches).unwrap_or(usize::MAX),
-    );
+    builder = builder
+        .max_concurrent_batches(usize::try_from(drive.max_concurrent_batches).unwrap_or(usize::MAX))
+        .create_grace(std::time::Duration::from_secs(drive.create_grace));
     builder.build().await.map_err(|e| {
         output::error(&e.to_string());
         Code::Usage

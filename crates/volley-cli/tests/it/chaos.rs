@@ -14,6 +14,21 @@ use crate::support::*;
 
 const REQUESTS: usize = 5_000;
 const KILLS: usize = 30;
+/// For `run` and `resume` alike: batches of 100, fast polls, and few batches at the simulator
+/// at once, so the 50 batches of 2 s need at least 25 s and the run cannot complete while it
+/// is still being killed (a completed run makes every later `volley run` exit by itself, and
+/// kills nothing); and 2 s for a killed create to land instead of 60 (the simulator acts on a
+/// create within milliseconds).
+const DRIVE: [&str; 8] = [
+    "--max-batch-requests",
+    "100",
+    "--poll-interval",
+    "20",
+    "--max-concurrent-batches",
+    "4",
+    "--create-grace",
+    "2",
+];
 
 /// Starts `cmd`, reads `lines` lines of its stderr (0: none), waits `delay`, then SIGKILLs it.
 /// Returns the lines read and the exit code if the process had already exited by itself.
@@ -70,14 +85,8 @@ async fn thirty_sigkills_lose_nothing_and_submit_nothing_twice() {
     let input = write_input(dir.path(), REQUESTS);
     let run_cmd = |dir: &std::path::Path| {
         let mut cmd = volley_at(dir, &sim);
-        cmd.arg("run").arg(&input).args([
-            "--max-batch-requests",
-            "100",
-            "--poll-interval",
-            "20",
-            "--out",
-            "out",
-        ]);
+        cmd.arg("run").arg(&input).args(["--out", "out"]);
+        cmd.args(DRIVE);
         cmd
     };
 
@@ -91,7 +100,7 @@ async fn thirty_sigkills_lose_nothing_and_submit_nothing_twice() {
         let cmd = match &run_id {
             Some(id) if rng.bool() => {
                 let mut cmd = volley_at(dir.path(), &sim);
-                cmd.args(["resume", id, "--poll-interval", "20"]);
+                cmd.args(["resume", id]).args(DRIVE);
                 cmd
             }
             _ => run_cmd(dir.path()),

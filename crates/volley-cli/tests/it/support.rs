@@ -87,6 +87,8 @@ pub(crate) fn run_id_in(stderr: &str) -> String {
         .skip_while(|w| *w != "run")
         .nth(1)
         .expect("a run id on stderr")
+        // "resuming run ID: it already completed …"
+        .trim_end_matches(':')
         .to_owned()
 }
 

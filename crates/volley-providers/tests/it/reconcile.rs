@@ -20,15 +20,46 @@ use volley_types::{ErrorKind, ProviderKind};
 use crate::anthropic::provider;
 use crate::support::items;
 
-/// The real provider, except that the first create's answer never arrives (as when the
-/// connection drops after the provider acted).
-struct LosesFirstAnswer {
+/// The real provider, with one scripted fault.
+struct Scripted {
     inner: volley_providers::AnthropicProvider,
-    lost: AtomicBool,
+    fault: Fault,
+    done: AtomicBool,
+}
+
+enum Fault {
+    /// The first create's answer never arrives (as when the connection drops after the
+    /// provider acted).
+    LoseFirstAnswer,
+    /// A create sent by a process killed while sending it: the provider acts on it only
+    /// after the next process has first looked for it.
+    LandsAfterFirstLook(std::sync::Mutex<Option<LateCreate>>),
+}
+
+struct LateCreate {
+    batch_id: String,
+    run_id: String,
+    model: String,
+    items: Vec<SubmissionItem>,
+}
+
+impl Scripted {
+    fn new(sim: &Simulator, fault: Fault) -> Self {
+        Self {
+            inner: provider(sim, "k"),
+            fault,
+            done: AtomicBool::new(false),
+        }
+    }
+
+    /// True the first time only.
+    fn first(&self) -> bool {
+        !self.done.swap(true, Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
-impl BatchProvider for LosesFirstAnswer {
+impl BatchProvider for Scripted {
     fn kind(&self) -> ProviderKind {
         self.inner.kind()
     }
@@ -37,8 +68,7 @@ impl BatchProvider for LosesFirstAnswer {
     }
     async fn submit(&self, submission: Submission<'_>) -> Result<RemoteBatch, ProviderError> {
         let created = self.inner.submit(submission).await?;
-        if !self.lost.swap(true, Ordering::SeqCst) {
-            let _ = created;
+        if matches!(self.fault, Fault::LoseFirstAnswer) && self.first() {
             return Err(ProviderError::transport(
                 ProviderKind::Anthropic,
                 "create batch",
@@ -52,7 +82,21 @@ impl BatchProvider for LosesFirstAnswer {
         &self,
         hint: SubmissionHint<'_>,
     ) -> Result<Option<RemoteBatch>, ProviderError> {
-        self.inner.find_submitted(hint).await
+        let found = self.inner.find_submitted(hint).await;
+        if let Fault::LandsAfterFirstLook(late) = &self.fault
+            && self.first()
+        {
+            let late = late.lock().unwrap().take().expect("one late create");
+            self.inner
+                .submit(Submission {
+                    batch_id: &late.batch_id,
+                    run_id: &late.run_id,
+                    model: &late.model,
+                    items: late.items,
+                })
+                .await?;
+        }
+        found
     }
     async fn poll(&self, remote_id: &str) -> Result<RemoteBatch, ProviderError> {
         self.inner.poll(remote_id).await
@@ -68,14 +112,8 @@ impl BatchProvider for LosesFirstAnswer {
     }
 }
 
-#[tokio::test]
-async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
-    let sim = Simulator::spawn(SimConfig {
-        processing: Duration::from_millis(30),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+/// A store holding run `run-1` of twelve imported Anthropic requests.
+async fn imported_run() -> Arc<dyn Store> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open("sqlite::memory:").await.unwrap());
     store
         .create_run(&NewRun {
@@ -103,13 +141,13 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
         .collect();
     store.insert_requests("run-1", &requests).await.unwrap();
     store.finish_import("run-1").await.unwrap();
+    store
+}
 
+fn engine(store: &Arc<dyn Store>, provider: Scripted, create_grace: Duration) -> Engine {
     let mut providers = Providers::default();
-    providers.insert(Arc::new(LosesFirstAnswer {
-        inner: provider(&sim, "k"),
-        lost: AtomicBool::new(false),
-    }));
-    let engine = Engine::new(
+    providers.insert(Arc::new(provider));
+    Engine::new(
         store.clone(),
         providers,
         Arc::new(Catalog::builtin()),
@@ -119,9 +157,26 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
                 max: Duration::from_millis(50),
                 factor: 1.5,
             },
+            create_grace,
             ..EngineConfig::default()
         },
         None,
+    )
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
+    let sim = Simulator::spawn(SimConfig {
+        processing: Duration::from_millis(30),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let store = imported_run().await;
+    let engine = engine(
+        &store,
+        Scripted::new(&sim, Fault::LoseFirstAnswer),
+        EngineConfig::default().create_grace,
     );
     let end = engine
         .drive("run-1", tokio_util::sync::CancellationToken::new())
@@ -146,4 +201,69 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
             "the re-attached submission is counted once: {line}"
         );
     }
+}
+
+/// A process killed while sending a create leaves the request on its way: the next process
+/// may look before the provider has acted on it. Not finding it then must not mean "never
+/// made" (the batch would be sent twice) until the grace has passed.
+#[tokio::test]
+async fn a_create_that_lands_after_the_next_look_is_not_sent_again() {
+    let sim = Simulator::spawn(SimConfig {
+        processing: Duration::from_millis(30),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let store = imported_run().await;
+    // The killed process: it planned the batch and stored its intent, then sent the create.
+    let planner = engine(
+        &store,
+        Scripted::new(&sim, Fault::LoseFirstAnswer),
+        Duration::ZERO,
+    );
+    planner.plan_pending("run-1").await.unwrap();
+    let batch = store.batches("run-1").await.unwrap().remove(0);
+    store
+        .begin_submit(&batch.id, jiff::Timestamp::now(), None)
+        .await
+        .unwrap();
+    let items = store
+        .batch_items(&batch.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| SubmissionItem {
+            custom_id: i.custom_id,
+            request: i.request,
+        })
+        .collect();
+    let late = LateCreate {
+        batch_id: batch.id.clone(),
+        run_id: "run-1".into(),
+        model: batch.group.model.clone(),
+        items,
+    };
+
+    let next = engine(
+        &store,
+        Scripted::new(
+            &sim,
+            Fault::LandsAfterFirstLook(std::sync::Mutex::new(Some(late))),
+        ),
+        EngineConfig::default().create_grace,
+    );
+    let end = next
+        .drive("run-1", tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let RunEnd::Completed { counts, .. } = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(counts.succeeded, 12);
+    let stats = sim.stats();
+    assert_eq!(
+        stats.batches_created, 1,
+        "the late batch was found: {stats:?}"
+    );
+    assert_eq!(stats.duplicate_submissions, 0);
 }
