@@ -164,20 +164,17 @@ fn engine(store: &Arc<dyn Store>, provider: Scripted, create_grace: Duration) ->
     )
 }
 
-#[tokio::test]
-async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
-    let sim = Simulator::spawn(SimConfig {
+async fn sim() -> Simulator {
+    Simulator::spawn(SimConfig {
         processing: Duration::from_millis(30),
         ..SimConfig::default()
     })
     .await
-    .unwrap();
-    let store = imported_run().await;
-    let engine = engine(
-        &store,
-        Scripted::new(&sim, Fault::LoseFirstAnswer),
-        EngineConfig::default().create_grace,
-    );
+    .unwrap()
+}
+
+/// Drives `run-1` to its end: its twelve requests succeed, sent to the provider once.
+async fn drive_to_one_batch(engine: &Engine, sim: &Simulator) {
     let end = engine
         .drive("run-1", tokio_util::sync::CancellationToken::new())
         .await
@@ -189,9 +186,21 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
     let stats = sim.stats();
     assert_eq!(
         stats.batches_created, 1,
-        "the lost batch was found, not created again"
+        "the batch was found, not created again: {stats:?}"
     );
     assert_eq!(stats.duplicate_submissions, 0);
+}
+
+#[tokio::test]
+async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
+    let sim = sim().await;
+    let store = imported_run().await;
+    let engine = engine(
+        &store,
+        Scripted::new(&sim, Fault::LoseFirstAnswer),
+        EngineConfig::default().create_grace,
+    );
+    drive_to_one_batch(&engine, &sim).await;
     let results = store.results("run-1", None, 100).await.unwrap();
     assert_eq!(results.len(), 12);
     for (_, line) in &results {
@@ -208,12 +217,7 @@ async fn a_lost_create_answer_is_reconciled_not_resubmitted() {
 /// made" (the batch would be sent twice) until the grace has passed.
 #[tokio::test]
 async fn a_create_that_lands_after_the_next_look_is_not_sent_again() {
-    let sim = Simulator::spawn(SimConfig {
-        processing: Duration::from_millis(30),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = sim().await;
     let store = imported_run().await;
     // The killed process: it planned the batch and stored its intent, then sent the create.
     let planner = engine(
@@ -252,18 +256,5 @@ async fn a_create_that_lands_after_the_next_look_is_not_sent_again() {
         ),
         EngineConfig::default().create_grace,
     );
-    let end = next
-        .drive("run-1", tokio_util::sync::CancellationToken::new())
-        .await
-        .unwrap();
-    let RunEnd::Completed { counts, .. } = end else {
-        panic!("{end:?}")
-    };
-    assert_eq!(counts.succeeded, 12);
-    let stats = sim.stats();
-    assert_eq!(
-        stats.batches_created, 1,
-        "the late batch was found: {stats:?}"
-    );
-    assert_eq!(stats.duplicate_submissions, 0);
+    drive_to_one_batch(&next, &sim).await;
 }
