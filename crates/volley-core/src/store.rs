@@ -404,4 +404,8 @@ pub trait Store: Send + Sync {
         after_seq: Option<u64>,
         limit: u64,
     ) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// Lets go of connections and background work once every call has returned (a file
+    /// store folds its write-ahead log back into the file). Nothing may be called after it.
+    async fn close(&self) {}
 }

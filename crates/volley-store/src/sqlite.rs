@@ -572,6 +572,10 @@ fn batch_from_row(row: &SqliteRow) -> Result<BatchRecord, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn close(&self) {
+        SqliteStore::close(self).await;
+    }
+
     async fn create_run(&self, run: &NewRun) -> Result<(), StoreError> {
         let options = serde_json::to_string(&run.options)
             .map_err(|e| StoreError::Corrupt(format!("run options: {e}")))?;

@@ -208,6 +208,12 @@ impl Volley {
         Ok(lines)
     }
 
+    /// Closes the store once every call has returned: a SQLite store folds its write-ahead
+    /// log back into the database file and removes it (unless another process has it open).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
     /// Writes `results.jsonl` for a run atomically; returns the number of lines.
     pub async fn write_results(&self, run_id: &str, path: &Path) -> Result<u64, Error> {
         self.write_results_and_pass(run_id, path, |_| {}).await

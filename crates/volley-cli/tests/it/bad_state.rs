@@ -134,6 +134,20 @@ fn a_file_size_limit_mid_run_is_reported_as_a_write_failure() {
 }
 
 #[test]
+fn a_finished_run_leaves_its_store_as_one_file() {
+    // The store is closed at the end: SQLite folds the write-ahead log back into the file and
+    // removes it, instead of leaving it (up to ~160 MB at a million requests) until next time.
+    let dir = tempfile::tempdir().unwrap();
+    let input = write_input(dir.path(), 10);
+    ok_run(dir.path(), &input, "sqlite://state/v.db");
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["v.db"]);
+}
+
+#[test]
 fn a_store_from_a_newer_volley_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let input = write_input(dir.path(), 10);
